@@ -1,0 +1,72 @@
+"""What a running node may use: its device, progress reporting, cancellation, item errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nodeflow.engine.events import Event, ItemError, NodeProgress
+
+
+class RunCancelled(Exception):
+    """The run was cancelled (Ctrl-C, the TUI's cancel); raised at the next batch or step."""
+
+
+class CancelToken:
+    """Set from any thread to stop a run at its next check."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise RunCancelled("the run was cancelled")
+
+
+@dataclass
+class NodeContext:
+    """Handed to node functions that take a `ctx` argument."""
+
+    node_id: str
+    type_id: str
+    device: torch.device
+    dtype: torch.dtype
+    emit: Callable[[Event], None]
+    cancel: CancelToken
+    graph_json: str = ""
+    batch_index: int = 0
+    manual_progress: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    def progress(self, done: int, total: int | None = None, **info: Any) -> None:
+        """Report `done` of `total` units (batches, steps); `info` carries e.g. losses."""
+        self.manual_progress = True
+        self.cancel.check()
+        self._emit_progress(done, total, info)
+
+    def _emit_progress(self, done: int, total: int | None, info: dict[str, Any]) -> None:
+        eta = None
+        if total and done:
+            elapsed = time.perf_counter() - self.started
+            eta = elapsed / done * max(total - done, 0)
+        self.emit(NodeProgress(self.node_id, done, total, eta, info))
+
+    def item_error(self, item: str, message: str) -> None:
+        """Report one bad item (an unreadable file) that the node skips."""
+        self.emit(ItemError(self.node_id, item, message))
+
+    def check_cancelled(self) -> None:
+        """Raise `RunCancelled` if the run was cancelled; call it between steps of long work."""
+        self.cancel.check()

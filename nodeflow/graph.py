@@ -1,0 +1,461 @@
+"""The graph model: reading and writing graph files (TOML or JSON), overrides, validation.
+
+A graph file holds `version`, a `nodes` table (id -> type, params, inputs) and an optional
+`ui` table the engine ignores. `inputs` values are links `"<node id>.<output>"`; `params`
+values are literals. Reading never raises anything but `GraphFileError`, whose message is
+meant for people.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import tomli_w
+
+from nodeflow.atomic import write_text_atomic
+from nodeflow.registry import Registry
+
+FORMAT_VERSION = 1
+NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_TOP_KEYS = {"version", "nodes", "ui"}
+_NODE_KEYS = {"type", "params", "inputs"}
+
+
+@dataclass(frozen=True)
+class Link:
+    """A reference to one output of another node: `<node>.<output>`."""
+
+    node: str
+    output: str
+
+    def __str__(self) -> str:
+        return f"{self.node}.{self.output}"
+
+    @classmethod
+    def parse(cls, text: str) -> Link | None:
+        node_id, dot, output = text.partition(".")
+        if not dot or not NODE_ID.match(node_id) or not output:
+            return None
+        return cls(node_id, output)
+
+
+@dataclass
+class NodeSpec:
+    """One node of a graph as the file states it."""
+
+    id: str
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Link] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a graph, located as precisely as possible."""
+
+    message: str
+    node: str | None = None
+    field: str | None = None
+    line: int | None = None
+
+    def where(self) -> str:
+        parts = []
+        if self.node:
+            parts.append(f"node {self.node!r}")
+        if self.field:
+            parts.append(self.field)
+        return " ".join(parts)
+
+    def format(self, source: str | Path | None = None) -> str:
+        prefix = ""
+        if source:
+            prefix = f"{source}:{self.line}: " if self.line else f"{source}: "
+        where = self.where()
+        return f"{prefix}{where}: {self.message}" if where else f"{prefix}{self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "field": self.field, "line": self.line, "message": self.message}
+
+
+class GraphFileError(Exception):
+    """A graph file could not be read; `problems` says every reason found."""
+
+    def __init__(self, source: str | Path | None, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(p.format(source) for p in problems))
+
+
+@dataclass
+class Graph:
+    """Nodes by id, the editor's `ui` table, and where the graph was read from."""
+
+    nodes: dict[str, NodeSpec] = field(default_factory=dict)
+    ui: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    text: str | None = field(default=None, repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths resolve against."""
+        return self.path.parent if self.path else Path.cwd()
+
+    # -- reading -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> Graph:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise GraphFileError(path, [Problem("no such file")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GraphFileError(path, [Problem(f"cannot read the file: {exc}")]) from None
+        return cls.parse(text, path=path)
+
+    @classmethod
+    def parse(cls, text: str, path: Path | None = None, fmt: str | None = None) -> Graph:
+        """Read a graph from text; `fmt` is "toml" or "json" (by default, from the suffix)."""
+        fmt = fmt or ("json" if path and path.suffix.lower() == ".json" else "toml")
+        try:
+            data = json.loads(text) if fmt == "json" else tomllib.loads(text)
+        except json.JSONDecodeError as exc:
+            problem = Problem(f"not valid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno)
+            raise GraphFileError(path, [problem]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise GraphFileError(path, [_toml_problem(exc)]) from None
+        except (RecursionError, ValueError) as exc:
+            raise GraphFileError(path, [Problem(f"cannot parse the file: {exc}")]) from None
+        graph = cls.from_dict(data, path=path, text=text)
+        return graph
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path | None = None, text: str | None = None) -> Graph:
+        """Build a graph from parsed data, reporting every structural problem at once."""
+        locate = _Locator(text)
+        problems: list[Problem] = []
+        if not isinstance(data, dict):
+            raise GraphFileError(path, [Problem("the file must hold a table at its top level")])
+        version = data.get("version")
+        if version is None:
+            problems.append(Problem(f"missing format version: add `version = {FORMAT_VERSION}`"))
+        elif version != FORMAT_VERSION or isinstance(version, bool):
+            problems.append(
+                Problem(
+                    f"format version {version!r} is not one this nodeflow reads "
+                    f"(it reads version {FORMAT_VERSION})",
+                    line=locate.key("version"),
+                )
+            )
+        for key in sorted(set(data) - _TOP_KEYS, key=str):
+            problems.append(Problem(f"unknown top-level key {key!r}; expected version, nodes, ui"))
+        ui = data.get("ui", {})
+        if not isinstance(ui, dict):
+            problems.append(Problem("`ui` must be a table"))
+            ui = {}
+        raw_nodes = data.get("nodes", {})
+        if not isinstance(raw_nodes, dict):
+            problems.append(Problem("`nodes` must be a table of node id -> node"))
+            raw_nodes = {}
+        graph = cls(ui=ui, path=path, text=text)
+        for node_id, raw in raw_nodes.items():
+            spec = _read_node(str(node_id), raw, problems, locate)
+            if spec is not None:
+                graph.nodes[spec.id] = spec
+        if problems:
+            raise GraphFileError(path, problems)
+        return graph
+
+    # -- writing -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        nodes: dict[str, Any] = {}
+        for spec in self.nodes.values():
+            entry: dict[str, Any] = {"type": spec.type}
+            if spec.params:
+                entry["params"] = dict(spec.params)
+            if spec.inputs:
+                entry["inputs"] = {name: str(link) for name, link in spec.inputs.items()}
+            nodes[spec.id] = entry
+        data: dict[str, Any] = {"version": FORMAT_VERSION, "nodes": nodes}
+        if self.ui:
+            data["ui"] = self.ui
+        return data
+
+    def to_toml(self) -> str:
+        """TOML in the hand-written style: one table per node, params and inputs inline."""
+        lines = [f"version = {FORMAT_VERSION}"]
+        for spec in self.nodes.values():
+            lines += ["", f"[nodes.{_toml_key(spec.id)}]", f"type = {_toml_value(spec.type)}"]
+            if spec.params:
+                lines.append(f"params = {_inline_table(spec.params)}")
+            if spec.inputs:
+                links = {name: str(link) for name, link in spec.inputs.items()}
+                lines.append(f"inputs = {_inline_table(links)}")
+        if self.ui:
+            lines += ["", tomli_w.dumps({"ui": self.ui}).rstrip()]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the graph atomically, TOML or JSON by the file's suffix."""
+        target = Path(path) if path else self.path
+        if target is None:
+            raise ValueError("the graph has no file yet: give a path to save it to")
+        text = self.to_json() if target.suffix.lower() == ".json" else self.to_toml()
+        write_text_atomic(target, text)
+        self.path, self.text = target, text
+        return target
+
+    # -- editing -------------------------------------------------------------------------
+
+    def apply_overrides(self, assignments: list[str]) -> None:
+        """Apply `--set node.param=value` overrides; the value is read as a TOML literal."""
+        problems = []
+        for assignment in assignments:
+            target, eq, raw = assignment.partition("=")
+            node_id, dot, param = target.strip().partition(".")
+            if not eq or not dot or not param:
+                problems.append(Problem(f"--set {assignment!r}: write it as node.param=value"))
+                continue
+            if node_id not in self.nodes:
+                problems.append(Problem(f"--set {assignment!r}: the graph has no node {node_id!r}"))
+                continue
+            self.nodes[node_id].params[param] = parse_literal(raw)
+        if problems:
+            raise GraphFileError(self.path, problems)
+
+    def digraph(self) -> nx.DiGraph:
+        """The links as a networkx graph, edges from producer to consumer."""
+        g = nx.DiGraph()
+        g.add_nodes_from(self.nodes)
+        for spec in self.nodes.values():
+            for link in spec.inputs.values():
+                if link.node in self.nodes:
+                    g.add_edge(link.node, spec.id)
+        return g
+
+    # -- validation ----------------------------------------------------------------------
+
+    def validate(self, registry: Registry) -> list[Problem]:
+        """Every problem of the graph against the registered node types, in one pass."""
+        locate = _Locator(self.text)
+        problems: list[Problem] = []
+        for spec in self.nodes.values():
+            problems += _check_node(self, spec, registry, locate)
+        g = self.digraph()
+        try:
+            cycle = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+            problems.append(
+                Problem(
+                    f"the links form a cycle: {path}; a graph must flow one way",
+                    node=cycle[0][0],
+                    line=locate.node(cycle[0][0]),
+                )
+            )
+        return problems
+
+
+def parse_literal(raw: str) -> Any:
+    """A value as TOML reads it (`3`, `0.5`, `true`, `[64, 64]`, `"x"`); else the bare text."""
+    try:
+        return tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw.strip()
+
+
+def _read_node(
+    node_id: str, raw: Any, problems: list[Problem], locate: _Locator
+) -> NodeSpec | None:
+    line = locate.node(node_id)
+    before = len(problems)
+
+    def problem(message: str, field: str | None = None) -> None:
+        problems.append(Problem(message, node_id, field, locate.field(node_id, field) or line))
+
+    if not NODE_ID.match(node_id):
+        problem("a node id starts with a letter or _ and holds only letters, digits, _ and -")
+    if not isinstance(raw, dict):
+        problem("a node must be a table with `type`, and optionally `params` and `inputs`")
+        return None
+    for key in sorted(set(raw) - _NODE_KEYS, key=str):
+        problem(f"unknown key {key!r}; a node has type, params and inputs", key)
+    node_type = raw.get("type")
+    if not isinstance(node_type, str) or not node_type:
+        problem('missing `type`: name the node type, for example type = "load_images"', "type")
+    params = raw.get("params", {})
+    if not isinstance(params, dict):
+        problem("`params` must be a table of name = value", "params")
+        params = {}
+    raw_inputs = raw.get("inputs", {})
+    if not isinstance(raw_inputs, dict):
+        problem('`inputs` must be a table of name = "node.output"', "inputs")
+        raw_inputs = {}
+    inputs = {}
+    for name, value in raw_inputs.items():
+        link = Link.parse(value) if isinstance(value, str) else None
+        if link is None:
+            problem(f'a link is written "<node id>.<output>", got {value!r}', f"input {name!r}")
+        else:
+            inputs[str(name)] = link
+    if len(problems) > before:
+        return None
+    return NodeSpec(node_id, node_type, dict(params), inputs)
+
+
+def _check_node(
+    graph: Graph, spec: NodeSpec, registry: Registry, locate: _Locator
+) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def problem(message: str, field: str | None = None, key: str | None = None) -> None:
+        line = locate.field(spec.id, key) if key else None
+        problems.append(Problem(message, spec.id, field, line or locate.node(spec.id)))
+
+    node_type = registry.node_type(spec.type)
+    if node_type is None:
+        close = registry.close_matches(spec.type)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        problem(
+            f"unknown node type {spec.type!r}{hint} (`nodeflow nodes` lists them)", "type", "type"
+        )
+        return problems
+
+    for name, value in spec.params.items():
+        param = node_type.params.get(name)
+        if param is None:
+            problem(_unknown("param", name, node_type.params), f"param {name!r}", name)
+            continue
+        reason = param.check(value)
+        if reason:
+            problem(reason, f"param {name!r}", name)
+    for name, param in node_type.params.items():
+        if param.required and name not in spec.params:
+            problem(f"missing required param ({param.describe()})", f"param {name!r}")
+
+    for name, link in spec.inputs.items():
+        socket = node_type.inputs.get(name)
+        if socket is None:
+            problem(_unknown("input", name, node_type.inputs), f"input {name!r}", name)
+            continue
+        source = graph.nodes.get(link.node)
+        if source is None:
+            close = [n for n in graph.nodes if n != spec.id]
+            hint = _did_you_mean(link.node, close)
+            problem(f"links to {str(link)!r}, but there is no node {link.node!r}{hint}",
+                    f"input {name!r}", name)  # fmt: skip
+            continue
+        source_type = registry.node_type(source.type)
+        if source_type is None:
+            continue
+        output = source_type.outputs.get(link.output)
+        if output is None:
+            names = ", ".join(source_type.outputs) or "none"
+            problem(
+                f"links to {str(link)!r}, but {source.type!r} has no output {link.output!r} "
+                f"(its outputs: {names})",
+                f"input {name!r}",
+                name,
+            )
+            continue
+        if output.type.name != socket.type.name:
+            problem(
+                f"type mismatch: {str(link)!r} gives {output.type.name}, "
+                f"this input takes {socket.type.name}",
+                f"input {name!r}",
+                name,
+            )
+    for name, socket in node_type.inputs.items():
+        if not socket.optional and name not in spec.inputs:
+            problem(
+                f"missing required input ({socket.type.name}); link it to an output, "
+                f'e.g. inputs = {{ {name} = "<node>.<output>" }}',
+                f"input {name!r}",
+            )
+    return problems
+
+
+def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
+    names = ", ".join(known) or "none"
+    return f"unknown {kind}{_did_you_mean(name, list(known))} ({kind}s of this node: {names})"
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _toml_problem(exc: tomllib.TOMLDecodeError) -> Problem:
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if match:
+        message = message[: match.start()].strip()
+        return Problem(f"not valid TOML: {message} (column {match[2]})", line=int(match[1]))
+    return Problem(f"not valid TOML: {message}")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    return tomli_w.dumps({"v": value}).partition("=")[2].strip()
+
+
+def _inline_table(values: dict[str, Any]) -> str:
+    items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items())
+    return "{ " + items + " }"
+
+
+class _Locator:
+    """Finds the line of a node or a node's field in the graph file text, when there is one."""
+
+    def __init__(self, text: str | None):
+        self.lines = text.splitlines() if text else []
+        self._sections: dict[str, tuple[int, int]] | None = None
+
+    def key(self, key: str) -> int | None:
+        pattern = re.compile(rf'^\s*"?{re.escape(key)}"?\s*[=:]')
+        return next((i + 1 for i, line in enumerate(self.lines) if pattern.match(line)), None)
+
+    def node(self, node_id: str) -> int | None:
+        span = self._span(node_id)
+        return span[0] + 1 if span else None
+
+    def field(self, node_id: str, key: str | None) -> int | None:
+        span = self._span(node_id)
+        if not span or not key:
+            return None
+        pattern = re.compile(rf'(^|[{{,\s"]){re.escape(key)}"?\s*[=:]')
+        for i in range(span[0], span[1]):
+            if pattern.search(self.lines[i]):
+                return i + 1
+        return None
+
+    def _span(self, node_id: str) -> tuple[int, int] | None:
+        if self._sections is None:
+            self._sections = {}
+            header = re.compile(r'^\s*\[\s*nodes\s*\.\s*"?([^"\]]+)"?\s*\]')
+            json_key = re.compile(r'^\s*"([^"]+)"\s*:\s*\{')
+            starts = []
+            for i, line in enumerate(self.lines):
+                match = header.match(line) or json_key.match(line)
+                if match:
+                    starts.append((match[1].strip(), i))
+            for n, (name, start) in enumerate(starts):
+                end = starts[n + 1][1] if n + 1 < len(starts) else len(self.lines)
+                self._sections.setdefault(name, (start, end))
+        return self._sections.get(node_id)

@@ -1,0 +1,321 @@
+"""How a node type is declared: typed inputs, params, outputs and a docstring, in one block.
+
+    @node(
+        "add_noise",
+        inputs={"image": Input(IMAGE)},
+        outputs={"image": Output(IMAGE)},
+        params={"sigma": Float(25.0, min=0, max=255, help="noise level on the 0-255 scale")},
+    )
+    def add_noise(image, *, sigma, ctx):
+        "Add Gaussian noise."
+        ...
+
+The function body is only the work. How it is called depends on the node's mode:
+
+- `map`: per-item. Streamed inputs arrive one mini-batch at a time (their tensors);
+  the function returns the batch's outputs. Whole values (a model, a basis) and params
+  arrive as they are.
+- `source`: no streamed inputs, streamed outputs. Returns a `Stream` (or a tensor, which
+  becomes a one-batch stream).
+- `collect`: consumes whole streams (`Stream` objects, iterate them) and returns whole
+  values: a PCA fit, a contact sheet, metrics, a trained model, files written.
+
+A function that names a `ctx` parameter receives the run context (device, progress,
+cancellation, item errors); see `nodeflow.engine.context.NodeContext`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from nodeflow.types import SocketType
+
+Mode = Literal["map", "source", "collect"]
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A literal setting of a node, checked at validation.
+
+    `kind` is one of int, float, bool, str, path, choice, size. A param whose default is
+    `None` is optional; one without a default is required.
+    """
+
+    kind: str
+    default: Any = _REQUIRED
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def describe(self) -> str:
+        """A short human summary: kind, range or choices, default."""
+        text = self.kind
+        if self.choices:
+            text = " | ".join(self.choices)
+        elif self.min is not None or self.max is not None:
+            low = "" if self.min is None else _fmt(self.min)
+            high = "" if self.max is None else _fmt(self.max)
+            text += f" {low}..{high}"
+        if not self.required:
+            text += f" = {self.default!r}"
+        return text
+
+    def check(self, value: Any) -> str | None:
+        """Why `value` is not acceptable for this param, or None when it is."""
+        if value is None:
+            return None if self.default is None else "a value is required"
+        checker = _CHECKERS[self.kind]
+        reason = checker(self, value)
+        if reason is None and self.kind in ("int", "float", "size"):
+            reason = self._check_range(value)
+        return reason
+
+    def _check_range(self, value: Any) -> str | None:
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if self.min is not None and v < self.min:
+                return f"{v} is below the minimum {_fmt(self.min)}"
+            if self.max is not None and v > self.max:
+                return f"{v} is above the maximum {_fmt(self.max)}"
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "required": self.required, "help": self.help}
+        if not self.required:
+            data["default"] = self.default
+        if self.min is not None:
+            data["min"] = self.min
+        if self.max is not None:
+            data["max"] = self.max
+        if self.choices:
+            data["choices"] = list(self.choices)
+        return data
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(_param: Param, value: Any) -> str | None:
+    return None if _is_int(value) else f"expected a whole number, got {value!r}"
+
+
+def _check_float(_param: Param, value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number, got {value!r}"
+    return None if math.isfinite(value) else f"expected a finite number, got {value!r}"
+
+
+def _check_bool(_param: Param, value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+
+
+def _check_str(_param: Param, value: Any) -> str | None:
+    return None if isinstance(value, str) else f"expected text, got {value!r}"
+
+
+def _check_path(_param: Param, value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"expected a path, got {value!r}"
+    return None
+
+
+def _check_choice(param: Param, value: Any) -> str | None:
+    if value in param.choices:
+        return None
+    return f"{value!r} is not one of {', '.join(param.choices)}"
+
+
+def _check_size(_param: Param, value: Any) -> str | None:
+    if _is_int(value):
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value):
+        return None
+    return f"expected a size: one whole number, or [height, width], got {value!r}"
+
+
+_CHECKERS: dict[str, Callable[[Param, Any], str | None]] = {
+    "int": _check_int,
+    "float": _check_float,
+    "bool": _check_bool,
+    "str": _check_str,
+    "path": _check_path,
+    "choice": _check_choice,
+    "size": _check_size,
+}
+
+
+def Int(default: Any = _REQUIRED, *, min: float | None = None, max: float | None = None,
+        help: str = "") -> Param:  # fmt: skip
+    """A whole-number param."""
+    return Param("int", default, min, max, help=help)
+
+
+def Float(default: Any = _REQUIRED, *, min: float | None = None, max: float | None = None,
+          help: str = "") -> Param:  # fmt: skip
+    """A number param."""
+    return Param("float", default, min, max, help=help)
+
+
+def Bool(default: Any = _REQUIRED, *, help: str = "") -> Param:
+    """A true/false param."""
+    return Param("bool", default, help=help)
+
+
+def Str(default: Any = _REQUIRED, *, help: str = "") -> Param:
+    """A text param."""
+    return Param("str", default, help=help)
+
+
+def Path(default: Any = _REQUIRED, *, help: str = "") -> Param:
+    """A file or folder param; relative paths resolve against the graph file's folder."""
+    return Param("path", default, help=help)
+
+
+def Choice(choices: Sequence[str], default: Any = _REQUIRED, *, help: str = "") -> Param:
+    """One of a fixed set of strings."""
+    return Param("choice", default, choices=tuple(choices), help=help)
+
+
+def Size(default: Any = _REQUIRED, *, min: float | None = 1, max: float | None = None,
+         help: str = "") -> Param:  # fmt: skip
+    """An image size: one number (square) or [height, width]."""
+    return Param("size", default, min, max, help=help)
+
+
+@dataclass(frozen=True)
+class Input:
+    """A typed input socket; an optional one may be left unlinked (the function gets None)."""
+
+    type: SocketType
+    optional: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Output:
+    """A typed output socket."""
+
+    type: SocketType
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A registered kind of node. Build one with the `node` decorator."""
+
+    id: str
+    fn: Callable[..., Any]
+    inputs: dict[str, Input]
+    outputs: dict[str, Output]
+    params: dict[str, Param]
+    doc: str
+    mode: Mode
+    version: int = 1
+    output_node: bool = False
+    persist: bool = False
+    fingerprint: Callable[[dict[str, Any]], str] | None = None
+    inference: bool = True
+    wants_ctx: bool = False
+    plugin: str = field(default="", compare=False)
+
+    @property
+    def summary(self) -> str:
+        """The first line of the doc."""
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "plugin": self.plugin,
+            "version": self.version,
+            "mode": self.mode,
+            "doc": self.doc,
+            "inputs": {
+                name: {"type": i.type.name, "optional": i.optional, "help": i.help}
+                for name, i in self.inputs.items()
+            },
+            "outputs": {
+                name: {"type": o.type.name, "help": o.help} for name, o in self.outputs.items()
+            },
+            "params": {name: p.to_json() for name, p in self.params.items()},
+        }
+
+
+def _infer_mode(inputs: dict[str, Input], outputs: dict[str, Output]) -> Mode:
+    streamed_in = any(i.type.streamed for i in inputs.values())
+    streamed_out = any(o.type.streamed for o in outputs.values())
+    if streamed_in and outputs and all(o.type.streamed for o in outputs.values()):
+        return "map"
+    if not streamed_in and streamed_out:
+        return "source"
+    return "collect"
+
+
+def node(
+    id: str,
+    *,
+    inputs: dict[str, Input] | None = None,
+    outputs: dict[str, Output] | None = None,
+    params: dict[str, Param] | None = None,
+    mode: Mode | None = None,
+    version: int = 1,
+    output_node: bool = False,
+    persist: bool = False,
+    fingerprint: Callable[[dict[str, Any]], str] | None = None,
+    inference: bool = True,
+) -> Callable[[Callable[..., Any]], NodeType]:
+    """Declare a node type from a function; see the module docstring.
+
+    `version` enters the cache key: bump it when the node's results change. `output_node`
+    marks nodes run by default (they write files or report). `persist` keeps results in
+    the disk cache across processes. `fingerprint(params)` describes external state a
+    source reads (file sizes and times) so the cache sees it change. `inference=False` is
+    for nodes that train: they run with autograd on instead of under inference mode.
+    """
+    inputs = inputs or {}
+    outputs = outputs or {}
+    params = params or {}
+
+    def declare(fn: Callable[..., Any]) -> NodeType:
+        clash = set(inputs) & set(params)
+        if clash:
+            raise ValueError(f"node {id!r}: {sorted(clash)} named both as input and param")
+        if not (fn.__doc__ or "").strip():
+            raise ValueError(f"node {id!r}: give the function a docstring; it is the node's help")
+        signature = inspect.signature(fn)
+        wanted = set(inputs) | set(params)
+        missing = wanted - set(signature.parameters)
+        if missing:
+            raise ValueError(f"node {id!r}: the function takes no argument for {sorted(missing)}")
+        return NodeType(
+            id=id,
+            fn=fn,
+            inputs=dict(inputs),
+            outputs=dict(outputs),
+            params=dict(params),
+            doc=inspect.cleandoc(fn.__doc__ or ""),
+            mode=mode or _infer_mode(inputs, outputs),
+            version=version,
+            output_node=output_node,
+            persist=persist,
+            fingerprint=fingerprint,
+            inference=inference,
+            wants_ctx="ctx" in signature.parameters,
+        )
+
+    return declare
