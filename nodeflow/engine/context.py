@@ -46,6 +46,7 @@ class NodeContext:
     emit: Callable[[Event], None]
     cancel: CancelToken
     graph_json: str = ""
+    fail_fast: bool = False
     batch_index: int = 0
     manual_progress: bool = False
     started: float = field(default_factory=time.perf_counter)
@@ -64,8 +65,13 @@ class NodeContext:
         self.emit(NodeProgress(self.node_id, done, total, eta, info))
 
     def item_error(self, item: str, message: str) -> None:
-        """Report one bad item (an unreadable file) that the node skips."""
+        """Report one bad item (an unreadable file) that the node skips.
+
+        Under fail-fast the bad item fails the node instead.
+        """
         self.emit(ItemError(self.node_id, item, message))
+        if self.fail_fast:
+            raise ValueError(f"{item}: {message} (failing because of --fail-fast)")
 
     def check_cancelled(self) -> None:
         """Raise `RunCancelled` if the run was cancelled; call it between steps of long work."""

@@ -222,6 +222,8 @@ class _Run:
                     break
             for target in self.targets:
                 self._drain_if_stream(target, result)
+                if target not in self.values and target not in self.failed:
+                    self._value(target, None)
         except RunCancelled:
             result.cancelled = True
         result.failed = dict(self.failed)
@@ -271,14 +273,14 @@ class _Run:
             self.stream_time[node_id] = time.perf_counter() - started
         return True
 
-    def _value(self, node_id: str, output: str) -> Any:
+    def _value(self, node_id: str, output: str | None) -> Any:
         if node_id not in self.values:
             step = self.steps[node_id]
             cached = self.ex.cache.get(step.key, step.node_type, self.ex.device)
             if cached is None:
                 raise RuntimeError(f"internal: node {node_id!r} was neither run nor cached")
             self.values[node_id] = cached
-        return self.values[node_id][output]
+        return self.values[node_id].get(output)
 
     def _context(self, node_id: str, step: _Step) -> NodeContext:
         return NodeContext(
@@ -289,6 +291,7 @@ class _Run:
             self.emit,
             self.cancel,
             graph_json=self.graph_json,
+            fail_fast=self.ex.fail_fast,
         )
 
     def _call(self, node_id: str, step: _Step, inputs: dict[str, Any], ctx: NodeContext) -> dict:

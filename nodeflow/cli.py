@@ -1,0 +1,236 @@
+"""The `nodeflow` command. Imports of torch and the engine happen inside commands, so
+`nodeflow --help` answers at once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from nodeflow.graph import Graph
+    from nodeflow.registry import Registry
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_CANCELLED = 130
+
+
+def _registry() -> Registry:
+    from nodeflow.plugins import load_registry
+
+    return load_registry()
+
+
+def _load(path: str, registry: Registry, overrides: tuple[str, ...] = ()) -> Graph:
+    """Read and validate a graph, or print every problem and exit 2."""
+    from nodeflow.graph import Graph, GraphFileError
+
+    try:
+        graph = Graph.load(path)
+        graph.apply_overrides(list(overrides))
+    except GraphFileError as exc:
+        _print_problems(path, exc.problems)
+        sys.exit(EXIT_INVALID)
+    problems = graph.validate(registry)
+    if problems:
+        _print_problems(path, problems)
+        sys.exit(EXIT_INVALID)
+    return graph
+
+
+def _print_problems(path: str, problems: list[Any]) -> None:
+    click.secho(
+        f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}", fg="red", err=True
+    )
+    for problem in problems:
+        click.echo(f"  {problem.format(path)}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nodeflow")
+def main() -> None:
+    """Build and run image-synthesis node graphs with PyTorch.
+
+    Graph files (TOML or JSON) name nodes, their params and the links between them.
+    Start with `nodeflow nodes` to see what exists and `nodeflow run GRAPH` to run one.
+    """
+
+
+@main.command()
+@click.argument("graph_file", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="NODE.PARAM=VALUE",
+              help="Override a param without editing the file (repeatable).")  # fmt: skip
+@click.option("--only", "targets", multiple=True, metavar="NODE",
+              help="Run only what these nodes need (repeatable); default: every output node.")  # fmt: skip
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")  # fmt: skip
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+              show_default=True, help="Compute precision (autocast below fp32).")  # fmt: skip
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failing node or bad file.")
+@click.option("--no-cache", is_flag=True, help="Recompute everything; read and write no cache.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems and results.")
+@click.option("--events", type=click.Choice(["jsonl"]),
+              help="Write every run event as a JSON line on stdout, for scripts.")  # fmt: skip
+def run(
+    graph_file: str,
+    overrides: tuple[str, ...],
+    targets: tuple[str, ...],
+    device: str,
+    precision: str,
+    fail_fast: bool,
+    no_cache: bool,
+    quiet: bool,
+    events: str | None,
+) -> None:
+    """Run GRAPH_FILE: everything its output nodes need, reusing cached results."""
+    from nodeflow.cli_progress import ProgressView, print_results
+    from nodeflow.engine.cache import Cache
+    from nodeflow.engine.context import CancelToken
+    from nodeflow.engine.device import DeviceError
+    from nodeflow.engine.executor import Executor
+    from nodeflow.graph import GraphFileError
+
+    registry = _registry()
+    graph = _load(graph_file, registry, overrides)
+    try:
+        executor = Executor(
+            registry, Cache(enabled=not no_cache), device=device, precision=precision,
+            fail_fast=fail_fast,
+        )  # fmt: skip
+    except DeviceError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    cancel = CancelToken()
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        click.secho(
+            "\ncancelling at the next batch (Ctrl-C again to stop at once)", err=True, fg="yellow"
+        )
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    view = ProgressView(quiet=quiet or events is not None, fail_fast=fail_fast, cancel=cancel)
+    handler = view.handle
+    if events == "jsonl":
+
+        def handler(event: Any) -> None:
+            view.handle(event)
+            click.echo(json.dumps(event.to_json(), default=str))
+
+    try:
+        with view:
+            result = executor.run(
+                graph, targets=list(targets) or None, on_event=handler, cancel=cancel
+            )
+    except GraphFileError as exc:
+        _print_problems(graph_file, exc.problems)
+        sys.exit(EXIT_INVALID)
+    except KeyboardInterrupt:
+        click.secho("stopped; no partial output files were left behind", err=True, fg="yellow")
+        sys.exit(EXIT_CANCELLED)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if events is None:
+        print_results(graph, registry, result, quiet=quiet)
+    if result.cancelled:
+        click.secho("cancelled; no partial output files were left behind", err=True, fg="yellow")
+        sys.exit(EXIT_CANCELLED)
+    if not result.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("graph_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+def validate(graph_files: tuple[str, ...], as_json: bool) -> None:
+    """Check graph files and report every problem at once (exit 2 if any)."""
+    from nodeflow.graph import Graph, GraphFileError
+
+    registry = _registry()
+    report: dict[str, list[Any]] = {}
+    for path in graph_files:
+        try:
+            problems = Graph.load(path).validate(registry)
+        except GraphFileError as exc:
+            problems = exc.problems
+        report[path] = problems
+    if as_json:
+        click.echo(
+            json.dumps({p: [x.to_json() for x in probs] for p, probs in report.items()}, indent=2)
+        )
+    else:
+        for path, problems in report.items():
+            if problems:
+                _print_problems(path, problems)
+            else:
+                click.secho(f"{path}: ok", fg="green")
+    if any(report.values()):
+        sys.exit(EXIT_INVALID)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def nodes(name: str | None, as_json: bool) -> None:
+    """List node types, or show one in full (inputs, outputs, params, doc)."""
+    from nodeflow.cli_help import node_detail, node_table
+
+    registry = _registry()
+    if name is not None:
+        node_type = registry.node_type(name)
+        if node_type is None:
+            close = registry.close_matches(name)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise click.UsageError(f"no node type {name!r}{hint}")
+        click.echo(json.dumps(node_type.to_json(), indent=2) if as_json else node_detail(node_type))
+        return
+    if as_json:
+        click.echo(json.dumps([n.to_json() for n in registry.nodes.values()], indent=2))
+    else:
+        node_table(registry)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def plugins(as_json: bool) -> None:
+    """List plugins: where each came from, what it registered, and any error."""
+    from nodeflow.cli_help import plugin_table
+
+    registry = _registry()
+    if as_json:
+        click.echo(json.dumps([p.to_json() for p in registry.plugins.values()], indent=2))
+    else:
+        plugin_table(registry)
+
+
+@main.group()
+def cache() -> None:
+    """Inspect or clear the on-disk result cache."""
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """Show where the cache is and how much it holds."""
+    from nodeflow.engine.cache import Cache
+
+    store = Cache()
+    count, size = store.disk_usage()
+    click.echo(f"cache folder  {store.folder}")
+    click.echo(f"entries       {count}")
+    click.echo(f"size          {size / 1e6:.1f} MB")
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Delete every cached result."""
+    from nodeflow.engine.cache import Cache
+
+    store = Cache()
+    removed = store.clear_disk()
+    click.echo(f"removed {removed} entries from {store.folder}")

@@ -1,0 +1,69 @@
+"""`nodeflow nodes` and `nodeflow plugins` output for people."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from nodeflow.node import NodeType
+from nodeflow.registry import Registry
+
+
+def node_table(registry: Registry) -> None:
+    table = Table(box=None, header_style="bold")
+    table.add_column("node")
+    table.add_column("inputs")
+    table.add_column("outputs")
+    table.add_column("what it does")
+    for type_id, node_type in sorted(registry.nodes.items()):
+        inputs = ", ".join(f"{n}:{i.type.name}" for n, i in node_type.inputs.items())
+        outputs = ", ".join(f"{n}:{o.type.name}" for n, o in node_type.outputs.items())
+        table.add_row(type_id, inputs or "-", outputs or "-", node_type.summary)
+    Console().print(table)
+    Console().print("\n[dim]`nodeflow nodes NAME` shows one node's params and full doc.[/]")
+
+
+def node_detail(node_type: NodeType) -> str:
+    lines = [
+        f"{node_type.id}  (plugin {node_type.plugin}, version {node_type.version}, {node_type.mode})",
+        "",
+    ]
+    lines += [node_type.doc, ""]
+    if node_type.inputs:
+        lines.append("inputs:")
+        for name, socket in node_type.inputs.items():
+            optional = ", optional" if socket.optional else ""
+            lines.append(f"  {name:<14} {socket.type.name}{optional}  {socket.help}".rstrip())
+    if node_type.outputs:
+        lines.append("outputs:")
+        for name, socket in node_type.outputs.items():
+            lines.append(f"  {name:<14} {socket.type.name}  {socket.help}".rstrip())
+    if node_type.params:
+        lines.append("params:")
+        for name, param in node_type.params.items():
+            required = " (required)" if param.required else ""
+            lines.append(f"  {name:<14} {param.describe()}{required}")
+            if param.help:
+                lines.append(f"  {'':<14} {param.help}")
+    return "\n".join(lines)
+
+
+def plugin_table(registry: Registry) -> None:
+    console = Console()
+    table = Table(box=None, header_style="bold")
+    table.add_column("plugin")
+    table.add_column("version")
+    table.add_column("from")
+    table.add_column("registered")
+    table.add_column("status")
+    for record in registry.plugins.values():
+        parts = []
+        if record.nodes:
+            parts.append(f"{len(record.nodes)} nodes")
+        if record.architectures:
+            parts.append(f"{len(record.architectures)} architectures")
+        if record.types:
+            parts.append(f"{len(record.types)} types")
+        status = "[red]" + "; ".join(record.errors) + "[/]" if record.errors else "[green]ok[/]"
+        table.add_row(record.name, record.version, record.source, ", ".join(parts) or "-", status)
+    console.print(table)

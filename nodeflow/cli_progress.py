@@ -1,0 +1,125 @@
+"""How `nodeflow run` shows a run: rich progress bars while it runs, results when it ends."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from nodeflow.engine.context import CancelToken
+from nodeflow.engine.events import (
+    Event,
+    ItemError,
+    NodeFailed,
+    NodeFinished,
+    NodeProgress,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
+from nodeflow.engine.executor import RunResult
+from nodeflow.graph import Graph
+from nodeflow.registry import Registry
+
+_SCALARS = {"Float", "Int", "Bool", "Str"}
+
+
+def _info_text(info: dict[str, Any]) -> str:
+    return "  ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()
+    )
+
+
+class ProgressView:
+    """Turns run events into a live progress display on stderr."""
+
+    def __init__(
+        self, quiet: bool = False, fail_fast: bool = False, cancel: CancelToken | None = None
+    ):
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self.progress = Progress(
+            SpinnerColumn(finished_text="[green]✓[/]"),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            disable=quiet,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.types: dict[str, str] = {}
+
+    def __enter__(self) -> ProgressView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.progress.stop()
+
+    def _task(self, node: str) -> TaskID:
+        if node not in self.tasks:
+            label = f"{node} [dim]{self.types.get(node, '')}[/]"
+            self.tasks[node] = self.progress.add_task(label, total=None, info="")
+        return self.tasks[node]
+
+    def handle(self, event: Event) -> None:
+        match event:
+            case RunStarted(nodes=nodes, device=device, precision=precision):
+                if not self.quiet:
+                    self.console.print(
+                        f"[bold]running[/] {len(nodes)} nodes on {device} ({precision})"
+                    )
+            case NodeStarted(node=node, type=type_id):
+                self.types[node] = type_id
+                self._task(node)
+            case NodeProgress(node=node, done=done, total=total, info=info):
+                self.progress.update(
+                    self._task(node), completed=done, total=total, info=_info_text(info)
+                )
+            case NodeFinished(node=node, seconds=seconds, cached=cached):
+                task = self._task(node)
+                current = self.progress.tasks[self.tasks[node]]
+                total = current.total or max(current.completed, 1)
+                note = "[dim]cached[/]" if cached else f"[dim]{seconds:.2f}s[/]"
+                self.progress.update(task, total=total, completed=total, info=note)
+            case NodeFailed(node=node, type=type_id, message=message, upstream=upstream):
+                if node in self.tasks:
+                    self.progress.remove_task(self.tasks.pop(node))
+                if upstream is None:
+                    self.console.print(f"[red]✗ {message}[/]")
+                else:
+                    self.console.print(f"[dim]✗ {node} {type_id}: {message}[/]")
+            case ItemError(node=node, item=item, message=message):
+                self.console.print(f"[yellow]! {node}: skipped {item}: {message}[/]")
+            case RunFinished():
+                pass
+
+
+def print_results(graph: Graph, registry: Registry, result: RunResult, quiet: bool = False) -> None:
+    """Scalar outputs of the output nodes (metrics and the like), then a one-line verdict."""
+    console = Console()
+    for node_id, outputs in result.outputs.items():
+        node_type = registry.nodes[graph.nodes[node_id].type]
+        if not node_type.output_node:
+            continue
+        for name, value in outputs.items():
+            if node_type.outputs[name].type.name in _SCALARS:
+                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+                console.print(f"{node_id}.{name} = [bold]{shown}[/]")
+    err = Console(stderr=True)
+    if result.failed:
+        err.print(f"[red]{len(result.failed)} node(s) failed:[/] {', '.join(result.failed)}")
+    elif not quiet and not result.cancelled:
+        err.print(f"[green]done[/] in {result.seconds:.2f}s")
