@@ -45,7 +45,7 @@ class NodeContext:
     dtype: torch.dtype
     emit: Callable[[Event], None]
     cancel: CancelToken
-    graph_json: str = ""
+    describe_graph: Callable[[], str] = str
     fail_fast: bool = False
     batch_index: int = 0
     manual_progress: bool = False
@@ -63,6 +63,11 @@ class NodeContext:
             elapsed = time.perf_counter() - self.started
             eta = elapsed / done * max(total - done, 0)
         self.emit(NodeProgress(self.node_id, done, total, eta, info))
+
+    @property
+    def graph_json(self) -> str:
+        """The running graph as JSON, for outputs that record what made them (PNG metadata)."""
+        return self.describe_graph()
 
     def item_error(self, item: str, message: str) -> None:
         """Report one bad item (an unreadable file) that the node skips.

@@ -11,6 +11,7 @@ go on unless `fail_fast`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -127,7 +128,6 @@ class _Run:
         self.failed: dict[str, str] = {}
         self.stream_time: dict[str, float] = {}
         self.open_streams: dict[str, int] = {}
-        self.graph_json = graph.to_json()
         self.targets = self._targets(targets)
         self.steps = self._plan()
 
@@ -171,21 +171,17 @@ class _Run:
             key = cache_key(node_type, params, input_keys, fingerprint, device, precision)
             steps[node_id] = _Step(spec, node_type, params, key)
 
-        def need(node_id: str) -> None:
-            step = steps[node_id]
+        # Walk up from the targets; a cached collecting node satisfies everything above it.
+        pending = list(self.targets)
+        while pending:
+            step = steps[pending.pop()]
             if step.needed:
-                return
-            cached = step.node_type.mode == "collect" and self.ex.cache.has(
-                step.key, step.node_type
-            )
-            if cached:
-                return
+                continue
+            mode, node_type = step.node_type.mode, step.node_type
+            if mode == "collect" and self.ex.cache.has(step.key, node_type):
+                continue
             step.needed = True
-            for link in step.spec.inputs.values():
-                need(link.node)
-
-        for target in self.targets:
-            need(target)
+            pending.extend(link.node for link in step.spec.inputs.values())
         for step in steps.values():
             if step.needed and step.node_type.mode != "collect":
                 self.open_streams[step.spec.id] = 0
@@ -282,6 +278,10 @@ class _Run:
             self.values[node_id] = cached
         return self.values[node_id].get(output)
 
+    @functools.cache  # noqa: B019 - one run object lives for one run
+    def _graph_json(self) -> str:
+        return self.graph.to_json()
+
     def _context(self, node_id: str, step: _Step) -> NodeContext:
         return NodeContext(
             node_id,
@@ -290,7 +290,7 @@ class _Run:
             self.ex.dtype,
             self.emit,
             self.cancel,
-            graph_json=self.graph_json,
+            describe_graph=self._graph_json,
             fail_fast=self.ex.fail_fast,
         )
 

@@ -33,9 +33,9 @@ def describe(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, int | bool | str):
         return repr(value) if isinstance(value, str) else str(value)
-    arch = getattr(value, "arch", None)
-    if arch is not None:
-        return f"model {getattr(arch, 'id', arch)}"
+    describe_self = getattr(value, "describe", None)
+    if callable(describe_self):
+        return str(describe_self())
     return type(value).__name__
 
 

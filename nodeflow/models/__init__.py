@@ -1,0 +1,1 @@
+"""Model architectures, the `Model` value, and checkpoint I/O."""
