@@ -49,12 +49,20 @@ class Stream:
     """A lazy, re-iterable sequence of `Batch`es.
 
     Iterating twice runs the producer twice: nothing is held in memory between
-    consumers, which is what keeps memory flat however large a folder is.
+    consumers, which is what keeps memory flat however large a folder is. `total` is the
+    number of batches when known (for progress). A `single` stream is one whole value (one
+    image, a contact sheet); zipped with a longer stream it is repeated for every batch.
     """
 
-    def __init__(self, produce: Callable[[], Iterator[Batch]], total: int | None = None):
+    def __init__(
+        self,
+        produce: Callable[[], Iterator[Batch]],
+        total: int | None = None,
+        single: bool = False,
+    ):
         self._produce = produce
         self.total = total
+        self.single = single
 
     def __iter__(self) -> Iterator[Batch]:
         return iter(self._produce())
@@ -64,7 +72,7 @@ class Stream:
         """A stream of one batch, for values computed whole (a contact sheet, a basis image)."""
         size = len(data) if hasattr(data, "__len__") else 1
         batch = Batch(data, names or [f"{i:05d}" for i in range(size)])
-        return cls(lambda: iter([batch]), total=1)
+        return cls(lambda: iter([batch]), total=1, single=True)
 
     def tensors(self) -> Iterator[Any]:
         """The batches' data alone, for collecting nodes that do not need names."""
@@ -137,7 +145,7 @@ def _image_to_tensors(stream: Stream) -> tuple[dict[str, torch.Tensor], dict[str
 def _image_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Stream:
     names = [group.split("\x1f") for group in meta["names"].split("\x1e")]
     batches = [Batch(tensors[f"b{i}"], names[i]) for i in range(len(names))]
-    return Stream(lambda: iter(batches), total=len(batches))
+    return Stream(lambda: iter(batches), total=len(batches), single=len(batches) == 1)
 
 
 def _scalar(kind: Callable[[str], Any]) -> dict[str, Any]:

@@ -56,14 +56,18 @@ class Cache:
         self.enabled = enabled
         self.memory_entries = memory_entries
         self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._written: dict[str, list[Path]] = {}
 
     def _file(self, key: str) -> Path:
         return self.folder / f"{key}.safetensors"
 
     def has(self, key: str, node_type: NodeType) -> bool:
+        """Whether a current result exists; one that wrote files is current while they exist."""
         if not self.enabled:
             return False
-        return key in self._memory or (node_type.persist and self._file(key).is_file())
+        if key in self._memory:
+            return all(path.exists() for path in self._written.get(key, ()))
+        return node_type.persist and self._file(key).is_file()
 
     def get(self, key: str, node_type: NodeType, device: torch.device) -> dict[str, Any] | None:
         """The cached outputs, moved to `device` when read from disk; None on a miss."""
@@ -79,10 +83,18 @@ class Cache:
             return outputs
         return None
 
-    def put(self, key: str, node_type: NodeType, outputs: dict[str, Any]) -> None:
+    def put(
+        self,
+        key: str,
+        node_type: NodeType,
+        outputs: dict[str, Any],
+        written: list[Path] | None = None,
+    ) -> None:
         if not self.enabled:
             return
         self._remember(key, outputs)
+        if written:
+            self._written[key] = list(written)
         if node_type.persist:
             self._write(key, node_type, outputs)
 
@@ -90,7 +102,8 @@ class Cache:
         self._memory[key] = outputs
         self._memory.move_to_end(key)
         while len(self._memory) > self.memory_entries:
-            self._memory.popitem(last=False)
+            evicted, _ = self._memory.popitem(last=False)
+            self._written.pop(evicted, None)
 
     def _write(self, key: str, node_type: NodeType, outputs: dict[str, Any]) -> None:
         tensors: dict[str, torch.Tensor] = {}
@@ -127,6 +140,7 @@ class Cache:
 
     def clear_memory(self) -> None:
         self._memory.clear()
+        self._written.clear()
 
     def disk_usage(self) -> tuple[int, int]:
         """How many entries the cache folder holds and how many bytes they take."""

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,6 +51,7 @@ class NodeContext:
     batch_index: int = 0
     manual_progress: bool = False
     started: float = field(default_factory=time.perf_counter)
+    written: list[Path] = field(default_factory=list)
 
     def progress(self, done: int, total: int | None = None, **info: Any) -> None:
         """Report `done` of `total` units (batches, steps); `info` carries e.g. losses."""
@@ -77,6 +79,10 @@ class NodeContext:
         self.emit(ItemError(self.node_id, item, message))
         if self.fail_fast:
             raise ValueError(f"{item}: {message} (failing because of --fail-fast)")
+
+    def wrote(self, path: Path) -> None:
+        """Record a file this node wrote: its cached result is current only while it exists."""
+        self.written.append(Path(path))
 
     def check_cancelled(self) -> None:
         """Raise `RunCancelled` if the run was cancelled; call it between steps of long work."""

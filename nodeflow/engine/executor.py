@@ -261,7 +261,7 @@ class _Run:
             return False
         self.values[node_id] = outputs
         if step.node_type.mode == "collect":
-            self.ex.cache.put(step.key, step.node_type, outputs)
+            self.ex.cache.put(step.key, step.node_type, outputs, written=ctx.written)
             seconds = time.perf_counter() - started
             self.emit(NodeFinished(node_id, seconds, summary=summarize_outputs(outputs)))
             self._release_inputs(step)
@@ -322,6 +322,7 @@ class _Run:
         whole = {n: v for n, v in inputs.items() if n not in streamed}
         totals = [s.total for s in streamed.values() if s.total is not None]
         total = max(totals) if totals else None
+        single = all(s.single for s in streamed.values())
 
         def produce(output: str) -> Iterator[Batch]:
             for index, batches in enumerate(_zip_batches(node_id, ctx.type_id, streamed)):
@@ -341,7 +342,7 @@ class _Run:
                 yield Batch(value, names or [f"{index:05d}-{i:03d}" for i in range(_length(value))])
 
         return {
-            name: Stream(lambda name=name: produce(name), total=total)
+            name: Stream(lambda name=name: produce(name), total=total, single=single)
             for name in step.node_type.outputs
         }
 
@@ -371,7 +372,7 @@ class _Run:
                     ctx._emit_progress(index, stream.total, {})
                 yield batch
 
-        return Stream(produce, total=stream.total)
+        return Stream(produce, total=stream.total, single=stream.single)
 
     def _counted(self, stream: Stream, ctx: NodeContext) -> Stream:
         """A stream handed to a collecting node; pulling it reports the node's progress."""
@@ -382,7 +383,7 @@ class _Run:
                     ctx._emit_progress(index + 1, stream.total, {})
                 yield batch
 
-        return Stream(produce, total=stream.total)
+        return Stream(produce, total=stream.total, single=stream.single)
 
     def _drain_if_stream(self, node_id: str, result: RunResult) -> None:
         """A streaming target is run through to the end; its first batch is kept as a preview."""
@@ -433,7 +434,7 @@ def _zip_batches(
     node_id: str, type_id: str, streams: dict[str, Stream]
 ) -> Iterator[dict[str, Batch]]:
     """Batches of several streams in lockstep; a one-batch stream is repeated for every step."""
-    single = {n: s for n, s in streams.items() if s.total == 1}
+    single = {n: s for n, s in streams.items() if s.single}
     multi = {n: s for n, s in streams.items() if n not in single}
     fixed = {name: next(iter(stream)) for name, stream in single.items()}
     if not multi:
