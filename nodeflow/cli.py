@@ -33,7 +33,7 @@ def _load(path: str, registry: Registry, overrides: tuple[str, ...] = ()) -> Gra
         graph = Graph.load(path)
         graph.apply_overrides(list(overrides))
     except GraphFileError as exc:
-        _print_problems(path, exc.problems)
+        _print_problems(path, exc.all_problems(registry))
         sys.exit(EXIT_INVALID)
     problems = graph.validate(registry)
     if problems:
@@ -158,7 +158,7 @@ def validate(graph_files: tuple[str, ...], as_json: bool) -> None:
         try:
             problems = Graph.load(path).validate(registry)
         except GraphFileError as exc:
-            problems = exc.problems
+            problems = exc.all_problems(registry)
         report[path] = problems
     if as_json:
         click.echo(
@@ -234,3 +234,7 @@ def cache_clear() -> None:
     store = Cache()
     removed = store.clear_disk()
     click.echo(f"removed {removed} entries from {store.folder}")
+
+
+if __name__ == "__main__":
+    main()

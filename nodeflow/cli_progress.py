@@ -90,7 +90,7 @@ class ProgressView:
                 )
             case NodeFinished(node=node, seconds=seconds, cached=cached):
                 task = self._task(node)
-                current = self.progress.tasks[self.tasks[node]]
+                current = next(t for t in self.progress.tasks if t.id == task)
                 total = current.total or max(current.completed, 1)
                 note = "[dim]cached[/]" if cached else f"[dim]{seconds:.2f}s[/]"
                 self.progress.update(task, total=total, completed=total, info=note)

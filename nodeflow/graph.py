@@ -85,12 +85,31 @@ class Problem:
 
 
 class GraphFileError(Exception):
-    """A graph file could not be read; `problems` says every reason found."""
+    """A graph file could not be read; `problems` says every reason found.
 
-    def __init__(self, source: str | Path | None, problems: list[Problem]):
+    When the file parsed but some of it is malformed, `graph` holds the well-formed rest,
+    so a caller can validate that too and report every problem in one pass.
+    """
+
+    def __init__(
+        self, source: str | Path | None, problems: list[Problem], graph: Graph | None = None
+    ):
         self.source = source
         self.problems = problems
+        self.graph = graph
         super().__init__("\n".join(p.format(source) for p in problems))
+
+    def all_problems(self, registry: Registry) -> list[Problem]:
+        """These problems, and those of the well-formed rest of the graph."""
+        if self.graph is None:
+            return self.problems
+        broken = {p.node for p in self.problems if p.node}
+        rest = [
+            p
+            for p in self.graph.validate(registry)
+            if not any(f"no node {b!r}" in p.message for b in broken)
+        ]
+        return self.problems + rest
 
 
 @dataclass
@@ -170,7 +189,7 @@ class Graph:
             if spec is not None:
                 graph.nodes[spec.id] = spec
         if problems:
-            raise GraphFileError(path, problems)
+            raise GraphFileError(path, problems, graph)
         return graph
 
     # -- writing -------------------------------------------------------------------------
@@ -194,13 +213,15 @@ class Graph:
         lines = [f"version = {FORMAT_VERSION}"]
         for spec in self.nodes.values():
             lines += ["", f"[nodes.{_toml_key(spec.id)}]", f"type = {_toml_value(spec.type)}"]
-            if spec.params:
-                lines.append(f"params = {_inline_table(spec.params)}")
+            params = {k: v for k, v in spec.params.items() if v is not None}
+            if params:
+                lines.append(f"params = {_inline_table(params)}")
             if spec.inputs:
                 links = {name: str(link) for name, link in spec.inputs.items()}
                 lines.append(f"inputs = {_inline_table(links)}")
-        if self.ui:
-            lines += ["", tomli_w.dumps({"ui": self.ui}).rstrip()]
+        ui = _without_none(self.ui)
+        if ui:
+            lines += ["", tomli_w.dumps({"ui": ui}).rstrip()]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:
@@ -283,8 +304,9 @@ def _read_node(
     line = locate.node(node_id)
     before = len(problems)
 
-    def problem(message: str, field: str | None = None) -> None:
-        problems.append(Problem(message, node_id, field, locate.field(node_id, field) or line))
+    def problem(message: str, field: str | None = None, key: str | None = None) -> None:
+        found = locate.field(node_id, key or field)
+        problems.append(Problem(message, node_id, field, found or line))
 
     if not NODE_ID.match(node_id):
         problem("a node id starts with a letter or _ and holds only letters, digits, _ and -")
@@ -308,7 +330,8 @@ def _read_node(
     for name, value in raw_inputs.items():
         link = Link.parse(value) if isinstance(value, str) else None
         if link is None:
-            problem(f'a link is written "<node id>.<output>", got {value!r}', f"input {name!r}")
+            message = f'a link is written "<node id>.<output>", got {value!r}'
+            problem(message, f"input {name!r}", str(name))
         else:
             inputs[str(name)] = link
     if len(problems) > before:
@@ -408,7 +431,16 @@ def _toml_problem(exc: tomllib.TOMLDecodeError) -> Problem:
 
 
 def _toml_key(key: str) -> str:
-    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else json.dumps(key)
+    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else _toml_value(key)
+
+
+def _without_none(value: Any) -> Any:
+    """TOML has no null: drop None values (an unset optional param is the same as absent)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value if v is not None]
+    return value
 
 
 def _toml_value(value: Any) -> str:
@@ -448,13 +480,18 @@ class _Locator:
     def _span(self, node_id: str) -> tuple[int, int] | None:
         if self._sections is None:
             self._sections = {}
-            header = re.compile(r'^\s*\[\s*nodes\s*\.\s*"?([^"\]]+)"?\s*\]')
+            header = re.compile(r'^\s*\[\s*nodes\s*\.\s*(?:"([^"]+)"|([^".\]\s]+))\s*(\.[^\]]*)?\]')
             json_key = re.compile(r'^\s*"([^"]+)"\s*:\s*\{')
-            starts = []
+            starts: list[tuple[str, int]] = []
             for i, line in enumerate(self.lines):
-                match = header.match(line) or json_key.match(line)
-                if match:
-                    starts.append((match[1].strip(), i))
+                match = header.match(line)
+                name = (match[1] or match[2]) if match else None
+                if name is None and (match := json_key.match(line)):
+                    name = match[1] if match[1] not in _NODE_KEYS | _TOP_KEYS else None
+                if name is None:
+                    continue
+                if not starts or starts[-1][0] != name:
+                    starts.append((name, i))
             for n, (name, start) in enumerate(starts):
                 end = starts[n + 1][1] if n + 1 < len(starts) else len(self.lines)
                 self._sections.setdefault(name, (start, end))

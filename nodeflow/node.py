@@ -117,7 +117,11 @@ def _check_int(_param: Param, value: Any) -> str | None:
 def _check_float(_param: Param, value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"expected a number, got {value!r}"
-    return None if math.isfinite(value) else f"expected a finite number, got {value!r}"
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:
+        finite = False
+    return None if finite else f"expected a finite number, got {value!r}"
 
 
 def _check_bool(_param: Param, value: Any) -> str | None:

@@ -95,13 +95,15 @@ class Latent:
 class PCABasis:
     """A fitted PCA: mean, components (k x D, rows orthonormal), explained variance.
 
-    `shape` is the C x H x W of one flattened sample (an image or a patch).
+    `shape` is the C x H x W of one flattened sample; `patches` says whether samples were
+    patches cut from larger images (projection then works patch by patch) or whole images.
     """
 
     mean: torch.Tensor
     components: torch.Tensor
     explained_variance: torch.Tensor
     shape: tuple[int, int, int]
+    patches: bool = False
 
     @property
     def patch_size(self) -> int:
@@ -125,7 +127,7 @@ def _basis_to_tensors(basis: PCABasis) -> tuple[dict[str, torch.Tensor], dict[st
         "components": basis.components,
         "explained_variance": basis.explained_variance,
     }
-    return tensors, {"shape": ",".join(map(str, basis.shape))}
+    return tensors, {"shape": ",".join(map(str, basis.shape)), "patches": str(basis.patches)}
 
 
 def _basis_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> PCABasis:

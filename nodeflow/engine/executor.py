@@ -216,7 +216,8 @@ class _Run:
                     continue
                 if self._evaluate(node_id, step) is False and self.ex.fail_fast:
                     break
-            for target in self.targets:
+            stopped_early = self.ex.fail_fast and self.failed
+            for target in [] if stopped_early else self.targets:
                 self._drain_if_stream(target, result)
                 if target not in self.values and target not in self.failed:
                     self._value(target, None)

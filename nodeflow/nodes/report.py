@@ -1,1 +1,160 @@
-"""(being written)"""
+"""Nodes that sum a stream up for people: a contact sheet of images, and quality metrics."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import kornia
+import torch
+import torch.nn.functional as F
+
+from nodeflow.node import Input, Int, Output, node
+from nodeflow.plugins import hookimpl
+from nodeflow.types import FLOAT, IMAGE, Stream
+
+PSNR_CAP = 100.0
+"""PSNR of identical images is infinite; it is reported as this many dB instead."""
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+
+
+def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    resized = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return resized.clamp(0, 1)
+
+
+def _sheet(tiles: torch.Tensor, columns: int, padding: int) -> torch.Tensor:
+    """Lay N x C x h x w tiles out row by row on a white C x H x W sheet."""
+    count, channels, height, width = tiles.shape
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    sheet = tiles.new_ones(
+        channels, rows * (height + padding) + padding, columns * (width + padding) + padding
+    )
+    for index, tile in enumerate(tiles):
+        row, column = divmod(index, columns)
+        top = padding + row * (height + padding)
+        left = padding + column * (width + padding)
+        sheet[:, top : top + height, left : left + width] = tile
+    return sheet
+
+
+@node(
+    "grid",
+    inputs={"image": Input(IMAGE, help="the images to lay out")},
+    outputs={"image": Output(IMAGE, help="one contact sheet, a batch of one")},
+    params={
+        "columns": Int(8, min=1, max=256, help="tiles per row"),
+        "padding": Int(2, min=0, help="white pixels between and around tiles"),
+        "max_images": Int(256, min=1, help="stop after this many images"),
+        "size": Int(None, min=1, help="resize every tile to size x size"),
+    },
+    mode="collect",
+)
+def grid(image: Stream, *, columns: int, padding: int, max_images: int, size: int | None) -> Stream:
+    """Lay images out on one contact sheet, row by row, on a white background.
+
+    Reading stops after max_images, so the sheet (and memory) stays bounded however long
+    the stream is. With size set every tile is resized to size x size; otherwise tiles of
+    another size than the first image are resized to it. When any tile is RGB, gray tiles
+    are shown as RGB too.
+    """
+    target = (size, size) if size is not None else None
+    tiles: list[torch.Tensor] = []
+    taken = 0
+    for batch in image:
+        images = batch.data[: max_images - taken]
+        target = target or tuple(images.shape[-2:])
+        if tuple(images.shape[-2:]) != target:
+            images = _resize(images, target)
+        tiles.append(images)
+        taken += len(images)
+        if taken >= max_images:
+            break
+    if not tiles:
+        raise ValueError("grid received no images")
+    channels = max(tile.shape[1] for tile in tiles)
+    stacked = torch.cat([tile.expand(-1, channels, -1, -1) for tile in tiles])
+    return Stream.of(_sheet(stacked, columns, padding)[None], ["grid"])
+
+
+def _psnr(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for values in [0, 1], capped at PSNR_CAP."""
+    error = (images.double() - references.double()).square().flatten(1).mean(1)
+    return (10 * torch.log10(1 / error)).clamp(max=PSNR_CAP)
+
+
+def _ssim(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM: Gaussian window 11, sigma 1.5, valid region, channels averaged."""
+    height, width = images.shape[-2:]
+    if min(height, width) < SSIM_WINDOW:
+        raise ValueError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {height}x{width}"
+        )
+    scores = kornia.metrics.ssim(
+        images.float(), references.float(), SSIM_WINDOW, max_val=1.0, eps=0.0, padding="valid"
+    )
+    return scores.flatten(1).mean(1)
+
+
+def _shape_text(tensor: torch.Tensor) -> str:
+    return "x".join(map(str, tensor.shape))
+
+
+@node(
+    "metrics",
+    inputs={
+        "image": Input(IMAGE, help="the images to score"),
+        "reference": Input(IMAGE, help="the ground truth, in the same order and batches"),
+    },
+    outputs={
+        "psnr": Output(FLOAT, help="mean PSNR in dB (at most 100)"),
+        "ssim": Output(FLOAT, help="mean SSIM, 1 for identical images"),
+    },
+    mode="collect",
+    output_node=True,
+)
+def metrics(image: Stream, reference: Stream) -> dict[str, float]:
+    """Score images against references: mean PSNR (dB) and mean SSIM.
+
+    The two streams are paired batch by batch and must match in shape. PSNR is computed
+    per image for values in [0, 1] and averaged; identical images would score infinity, so
+    each image's PSNR is capped at 100 dB. SSIM uses the standard Gaussian window (11
+    pixels, sigma 1.5) over the valid region, per channel, averaged over channels and
+    images; images must be at least 11 x 11.
+    """
+    psnr_scores: list[torch.Tensor] = []
+    ssim_scores: list[torch.Tensor] = []
+    references = iter(reference)
+    for batch in image:
+        truth = next(references, None)
+        if truth is None:
+            raise ValueError(
+                "the reference stream ended before the image stream: give both the same images"
+            )
+        if batch.data.shape != truth.data.shape:
+            raise ValueError(
+                f"image batch starting at {batch.names[0]!r} is {_shape_text(batch.data)} but "
+                f"reference batch starting at {truth.names[0]!r} is {_shape_text(truth.data)}; "
+                "both streams need the same image sizes, channels and batch sizes"
+            )
+        psnr_scores.append(_psnr(batch.data, truth.data))
+        ssim_scores.append(_ssim(batch.data, truth.data))
+    if next(references, None) is not None:
+        raise ValueError(
+            "the image stream ended before the reference stream: give both the same images"
+        )
+    if not psnr_scores:
+        raise ValueError("metrics received no images")
+    return {
+        "psnr": torch.cat(psnr_scores).mean().item(),
+        "ssim": torch.cat(ssim_scores).mean().item(),
+    }
+
+
+@hookimpl
+def register_nodes(register: Callable[[Any], None]) -> None:
+    for node_type in (grid, metrics):
+        register(node_type)
