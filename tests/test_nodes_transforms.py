@@ -470,3 +470,18 @@ def test_running_a_graph_with_bad_params_is_refused(run_graph, tmp_path: Path) -
     with pytest.raises(GraphFileError) as error:
         run_graph(BAD_PARAMS)
     assert "node 'mirror' param 'direction'" in str(error.value)
+
+
+def test_concat_joins_side_by_side_with_a_gap(registry) -> None:
+    concat = registry.nodes["concat"].fn
+    left = torch.zeros(2, 1, 4, 3)
+    right = torch.full((2, 3, 4, 5), 0.5)
+    joined = concat(left, right, direction="horizontal", gap=2)
+    assert joined.shape == (2, 3, 4, 10)
+    assert torch.equal(joined[..., :3], torch.zeros(2, 3, 4, 3))
+    assert torch.equal(joined[..., 3:5], torch.ones(2, 3, 4, 2))
+    assert torch.equal(joined[..., 5:], right)
+    stacked = concat(left, torch.ones(1, 1, 6, 3), direction="vertical", gap=0)
+    assert stacked.shape == (2, 1, 10, 3)
+    with pytest.raises(ValueError, match="heights must match"):
+        concat(left, torch.zeros(2, 1, 5, 3), direction="horizontal", gap=0)

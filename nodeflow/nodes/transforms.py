@@ -360,6 +360,45 @@ def blend(image: torch.Tensor, other: torch.Tensor, *, alpha: float, mode: str) 
     return (1 - alpha) * image + alpha * layer
 
 
+@node(
+    "concat",
+    inputs={"image": Input(IMAGE), "other": Input(IMAGE)},
+    outputs=IMAGE_OUT,
+    params={
+        "direction": Choice(("horizontal", "vertical"), "horizontal", help="where other goes"),
+        "gap": Int(0, min=0, max=256, help="white pixels between the two"),
+    },
+)
+def concat(image: torch.Tensor, other: torch.Tensor, *, direction: str, gap: int) -> torch.Tensor:
+    """Put each image and its counterpart side by side (or one above the other).
+
+    Useful for before/after comparisons: chain several to line up a photo and its
+    reconstructions. Gray is repeated to RGB when the other is colour; the side where the
+    two meet must have the same length.
+    """
+    axis = -1 if direction == "horizontal" else -2
+    along = -2 if axis == -1 else -1
+    if image.shape[along] != other.shape[along]:
+        raise ValueError(
+            f"image is {_size_text(image)} but other is {_size_text(other)}; to join them "
+            f"{direction}ly their {'heights' if axis == -1 else 'widths'} must match"
+        )
+    if image.shape[0] != other.shape[0]:
+        if 1 not in (image.shape[0], other.shape[0]):
+            raise ValueError(
+                f"image has {image.shape[0]} images per batch but other has "
+                f"{other.shape[0]}; stream both with the same batch size"
+            )
+        count = max(image.shape[0], other.shape[0])
+        image, other = image.expand(count, -1, -1, -1), other.expand(count, -1, -1, -1)
+    channels = max(image.shape[1], other.shape[1])
+    image, other = (_with_channels(x, channels) for x in (image, other))
+    gap_shape = list(image.shape)
+    gap_shape[axis] = gap
+    spacer = image.new_ones(gap_shape)
+    return torch.cat([image, spacer, other], dim=axis)
+
+
 def _with_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     if image.shape[1] == channels:
         return image
@@ -379,6 +418,7 @@ TRANSFORM_NODES = (
     to_lab,
     from_lab,
     blend,
+    concat,
 )
 
 
