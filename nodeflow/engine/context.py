@@ -48,6 +48,8 @@ class NodeContext:
     cancel: CancelToken
     describe_graph: Callable[[], str] = str
     fail_fast: bool = False
+    cache_key: str = ""
+    cache_folder: Path | None = None
     batch_index: int = 0
     manual_progress: bool = False
     started: float = field(default_factory=time.perf_counter)
@@ -79,6 +81,18 @@ class NodeContext:
         self.emit(ItemError(self.node_id, item, message))
         if self.fail_fast:
             raise ValueError(f"{item}: {message} (failing because of --fail-fast)")
+
+    @property
+    def work_dir(self) -> Path:
+        """A folder kept across runs for this node with these params and inputs.
+
+        Training nodes keep resumable checkpoints here: a re-run of the same node with the
+        same settings finds them; any change of params or upstream gives a fresh folder.
+        """
+        base = self.cache_folder if self.cache_folder is not None else Path.cwd() / ".nodeflow"
+        folder = base / "work" / (self.cache_key or self.node_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def wrote(self, path: Path) -> None:
         """Record a file this node wrote: its cached result is current only while it exists."""

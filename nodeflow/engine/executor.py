@@ -293,6 +293,8 @@ class _Run:
             self.cancel,
             describe_graph=self._graph_json,
             fail_fast=self.ex.fail_fast,
+            cache_key=step.key,
+            cache_folder=self.ex.cache.folder,
         )
 
     def _call(self, node_id: str, step: _Step, inputs: dict[str, Any], ctx: NodeContext) -> dict:
