@@ -34,6 +34,8 @@ BUILTIN_PLUGINS = (
     "nodeflow.nodes.transforms",
     "nodeflow.nodes.pca",
     "nodeflow.nodes.report",
+    "nodeflow.nodes.architectures",
+    "nodeflow.nodes.models",
 )
 
 

@@ -168,7 +168,26 @@ MASK = SocketType("Mask", "float32 B x 1 x H x W in [0, 1], streamed", streamed=
 LATENT = SocketType("Latent", "latent codes with the model that produced them", streamed=True)
 SCORES = SocketType("Scores", "per-image scores and optional per-patch maps", streamed=True)
 DATASET = SocketType("Dataset", "a lazy source of (input, target) training pairs", streamed=True)
-MODEL = SocketType("Model", "a network and its architecture info")
+
+
+def _model_to_tensors(model: Any) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from nodeflow.models.checkpoint import model_to_tensors
+
+    return model_to_tensors(model)
+
+
+def _model_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Any:
+    from nodeflow.models.checkpoint import model_from_tensors
+
+    return model_from_tensors(tensors, meta)
+
+
+MODEL = SocketType(
+    "Model",
+    "a network and its architecture info",
+    to_tensors=_model_to_tensors,
+    from_tensors=_model_from_tensors,
+)
 PCA_BASIS = SocketType(
     "PCABasis",
     "mean, components and explained variance of a fitted PCA",

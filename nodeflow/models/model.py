@@ -91,4 +91,6 @@ class Model:
 
     def describe(self) -> str:
         task = f" {self.info.task}" if self.info.task else ""
-        return f"{self.info.arch}{task} model ({self.info.in_channels}->{self.info.out_channels} ch)"
+        return (
+            f"{self.info.arch}{task} model ({self.info.in_channels}->{self.info.out_channels} ch)"
+        )

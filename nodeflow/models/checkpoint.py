@@ -1,0 +1,410 @@
+"""Checkpoint I/O: save and load models, build fresh ones, and what architectures share.
+
+A nodeflow checkpoint is a safetensors file whose metadata key "nodeflow" holds the JSON
+of the model's `ArchInfo`, so the file alone rebuilds its model. A `.pth`/`.pt` file (a
+bare state dict, as the pix2pix/CycleGAN reference implementation saves its
+`*_net_G.pth` / `*_net_D.pth`) is read only with `torch.load(weights_only=True)` and its
+architecture found by asking each registered architecture's `detect` in turn.
+
+Architectures build through `rebuild`: with nodeflow metadata the hyperparameters come
+from it; without, from the tensor shapes. An architecture's `build` given an *empty* state
+dict and metadata naming hyperparameters returns a freshly initialised network: that is
+how `new_model` creates untrained models for trainers, for any registered architecture
+that follows the convention (all built-in ones do).
+
+The helpers architectures share live here too: reference-style norm layers, the
+N(0, 0.02) weight init, and strict state-dict loading with errors people can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nodeflow.atomic import atomic_path
+from nodeflow.models.model import ArchInfo, Model
+
+if TYPE_CHECKING:
+    from nodeflow.registry import Architecture, Registry
+
+METADATA_KEY = "nodeflow"
+NORMS = ("batch", "instance", "none")
+SHIPPED_FOLDER = Path(__file__).resolve().parent.parent / "checkpoints"
+_STRUCTURAL = ("arch", "purpose", "in_channels", "out_channels", "hparams")
+_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
+_WRAPPER_KEYS = ("state_dict", "model", "net", "params", "params_ema", "netG", "netD")
+
+
+# -- shared by the architectures ---------------------------------------------------------------
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """A norm layer as the reference builds it: batch (affine, running stats), instance
+    (no affine weights, no running stats) or none (an identity holding no tensors)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}: use one of {', '.join(NORMS)}")
+
+
+def conv_bias(norm: str) -> bool:
+    """Whether convolutions followed by this norm carry a bias (the reference's rule)."""
+    return norm == "instance"
+
+
+def norm_from_keys(state_dict: Mapping[str, Any], norm_key: str, conv_key: str) -> str:
+    """Which norm a reference-layout state dict used, from one norm and one conv position.
+
+    Batch norm leaves affine weights at the norm position; instance norm (affine-free)
+    leaves nothing there but gives the preceding convolution a bias; no norm leaves neither.
+    """
+    if f"{norm_key}.weight" in state_dict:
+        return "batch"
+    return "instance" if f"{conv_key}.bias" in state_dict else "none"
+
+
+def init_weights(net: nn.Module, gain: float = 0.02) -> None:
+    """The reference recipe: conv weights N(0, gain), norm weights N(1, gain), biases 0."""
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.init.normal_(module.weight, 0.0, gain)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d | nn.InstanceNorm2d) and module.affine:
+            nn.init.normal_(module.weight, 1.0, gain)
+            nn.init.zeros_(module.bias)
+
+
+def check_hparams(arch: str, hparams: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
+    """`defaults` updated by `hparams`; unknown names are an error listing the known ones."""
+    unknown = sorted(set(hparams) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"architecture {arch!r} has no hyperparameter {', '.join(map(repr, unknown))}; "
+            f"it takes {', '.join(defaults)}"
+        )
+    merged = {**defaults, **hparams}
+    norm = merged.get("norm")
+    if norm is not None and norm not in NORMS:
+        raise ValueError(f"{arch}: unknown norm {norm!r}; use one of {', '.join(NORMS)}")
+    return merged
+
+
+def make_info(derived: Mapping[str, Any], fields: Mapping[str, Any]) -> ArchInfo:
+    """An ArchInfo from what the architecture derives and what the caller adds.
+
+    The structural fields (arch, purpose, channels, hparams) always come from `derived`;
+    the others (task, scale, value range, size rules, latent shape, extra, ...) default to
+    `derived` and may be overridden by `fields`.
+    """
+    merged = {**derived, **{k: v for k, v in fields.items() if k not in _STRUCTURAL}}
+    unknown = sorted(set(merged) - set(ArchInfo.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown model info field(s) {', '.join(unknown)}")
+    merged["value_range"] = tuple(float(v) for v in merged.get("value_range", (0.0, 1.0)))
+    merged["latent_shape"] = tuple(int(v) for v in merged.get("latent_shape", ()))
+    return ArchInfo(**merged)
+
+
+def spec_from_metadata(metadata: Mapping[str, str] | None) -> dict[str, Any] | None:
+    """The nodeflow description stored in a checkpoint's metadata, or None for a bare file."""
+    if not metadata or METADATA_KEY not in metadata:
+        return None
+    try:
+        spec = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the checkpoint's nodeflow metadata is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict) or "arch" not in spec:
+        raise ValueError("the checkpoint's nodeflow metadata does not name an architecture")
+    return spec
+
+
+def rebuild(
+    state_dict: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None,
+    create: Callable[..., Model],
+    infer_hparams: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]],
+    bare_fields: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Model:
+    """The body of every built-in `build`: hparams from metadata or shapes, then weights.
+
+    `create(hparams, init=..., **fields)` makes the network; `infer_hparams` reads
+    hyperparameters from tensor shapes; `bare_fields(hparams)` gives the ArchInfo fields
+    a bare (reference) checkpoint gets. An empty state dict gives a freshly initialised model.
+    """
+    spec = spec_from_metadata(metadata)
+    if spec is not None:
+        fields = {k: v for k, v in spec.items() if k not in _STRUCTURAL}
+        model = create(dict(spec.get("hparams", {})), init=not state_dict, **fields)
+    else:
+        if not state_dict:
+            raise ValueError("nothing to build from: no tensors and no nodeflow metadata")
+        hparams = infer_hparams(state_dict)
+        model = create(hparams, init=False, **bare_fields(hparams))
+    if state_dict:
+        load_weights(model, state_dict)
+    return model
+
+
+def load_weights(model: Model, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load `state_dict` into `model.net` strictly; a mismatch says exactly what differs.
+
+    Two differences of older reference checkpoints are forgiven, as the reference itself
+    does: running statistics stored for affine-free instance norms (dropped) and batch
+    norms saved before `num_batches_tracked` existed (filled with the fresh counter).
+    """
+    expected = model.net.state_dict()
+    weights = {
+        key: value
+        for key, value in state_dict.items()
+        if key in expected or not key.endswith(_NORM_STATS)
+    }
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in weights:
+            weights[key] = value
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    wrong_shape = [
+        f"{k} (file {_shape(weights[k])}, model {_shape(expected[k])})"
+        for k in expected
+        if k in weights and weights[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f"missing {_some(missing)}")
+        if unexpected:
+            problems.append(f"unexpected {_some(unexpected)}")
+        if wrong_shape:
+            problems.append(f"wrong shape {_some(wrong_shape)}")
+        raise ValueError(
+            f"the weights do not fit architecture {model.arch!r} with hyperparameters "
+            f"{model.info.hparams}: {'; '.join(problems)}"
+        )
+    model.net.load_state_dict(weights, strict=True)
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(map(str, tensor.shape)) or "scalar"
+
+
+def _some(items: list[str], limit: int = 4) -> str:
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+# -- reading files -------------------------------------------------------------------------------
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (on the CPU) and metadata of a .safetensors, .pth or .pt file."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"no checkpoint file at {str(file)!r}")
+    suffix = file.suffix.lower()
+    if suffix == ".safetensors":
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                metadata = dict(handle.metadata() or {})
+            return load_file(str(file), device="cpu"), metadata
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(f"cannot read the safetensors file {str(file)!r}: {exc}") from None
+    if suffix in (".pth", ".pt", ".ckpt", ".bin"):
+        return _read_torch_file(file), {}
+    raise ValueError(
+        f"{str(file)!r} is not a checkpoint nodeflow reads: use a .safetensors file, or a "
+        ".pth/.pt file holding a state dict"
+    )
+
+
+def _read_torch_file(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        content = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refusals and corrupt files come as many kinds.
+        raise ValueError(
+            f"cannot read {str(file)!r} as plain weights ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); nodeflow reads .pth files only "
+            "with torch.load(weights_only=True), so files that pickle whole objects are refused"
+        ) from None
+    state_dict = _unwrap(content)
+    if state_dict is None:
+        raise ValueError(
+            f"{str(file)!r} holds no state dict (a mapping of names to tensors); "
+            f"found {type(content).__name__}"
+        )
+    prefix = "module."
+    if state_dict and all(key.startswith(prefix) for key in state_dict):
+        state_dict = {key[len(prefix) :]: value for key, value in state_dict.items()}
+    return state_dict
+
+
+def _unwrap(content: Any) -> dict[str, torch.Tensor] | None:
+    """A state dict, either `content` itself or one level down under a usual key."""
+    if not isinstance(content, Mapping):
+        return None
+    tensors = {k: v for k, v in content.items() if isinstance(v, torch.Tensor)}
+    if tensors and len(tensors) == len(content):
+        return dict(tensors)
+    for key in _WRAPPER_KEYS:
+        inner = content.get(key)
+        if isinstance(inner, Mapping) and inner:
+            found = _unwrap(inner)
+            if found is not None:
+                return found
+    return None
+
+
+# -- finding the architecture ---------------------------------------------------------------------
+
+
+def _registry(registry: Registry | None) -> Registry:
+    if registry is not None:
+        return registry
+    from nodeflow.plugins import load_registry
+
+    return load_registry()
+
+
+def architecture(arch_id: str, registry: Registry | None = None) -> Architecture:
+    """The registered architecture `arch_id`; an error names the ones that are registered."""
+    known = _registry(registry).architectures
+    if arch_id not in known:
+        raise ValueError(
+            f"no architecture {arch_id!r} is registered (is its plugin installed?); "
+            f"registered: {', '.join(known) or 'none'}"
+        )
+    return known[arch_id]
+
+
+def detect_architecture(
+    state_dict: Mapping[str, torch.Tensor], registry: Registry | None = None, what: str = ""
+) -> Architecture:
+    """The first registered architecture whose `detect` claims these tensors."""
+    known = _registry(registry).architectures
+    for arch in known.values():
+        try:
+            if arch.detect(dict(state_dict)):
+                return arch
+        except Exception:  # a plugin's detect that trips over foreign keys does not claim them
+            continue
+    keys = list(state_dict)
+    sample = ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+    raise ValueError(
+        f"no registered architecture recognises {what or 'these weights'}; tried "
+        f"{', '.join(known) or 'none'}; its first keys: {sample or 'none'}"
+    )
+
+
+def build_from(
+    state_dict: dict[str, torch.Tensor],
+    metadata: dict[str, str],
+    registry: Registry | None = None,
+    what: str = "",
+) -> Model:
+    """A model from tensors and metadata: the architecture the metadata names, else detected."""
+    if not state_dict:
+        raise ValueError(f"{what or 'the checkpoint'} holds no tensors")
+    spec = spec_from_metadata(metadata)
+    if spec is not None:
+        arch = architecture(spec["arch"], registry)
+    else:
+        arch = detect_architecture(state_dict, registry, what)
+    return arch.build(state_dict, metadata)
+
+
+# -- the public surface ---------------------------------------------------------------------------
+
+
+def load_model(path: str | os.PathLike[str], registry: Registry | None = None) -> Model:
+    """Load a checkpoint (.safetensors with or without nodeflow metadata, .pth, .pt).
+
+    The model comes back on the CPU, in eval mode. `registry` defaults to the process's.
+    """
+    state_dict, metadata = read_checkpoint(path)
+    try:
+        model = build_from(state_dict, metadata, registry, what=f"the file {str(path)!r}")
+    except ValueError as exc:
+        message = str(exc)
+        if str(path) not in message:
+            message = f"{str(path)!r}: {message}"
+        raise ValueError(message) from None
+    model.net.eval()
+    return model
+
+
+def save_model(model: Model, path: str | os.PathLike[str]) -> Path:
+    """Write `model` as safetensors with its ArchInfo in the metadata, atomically.
+
+    A path without a suffix gets `.safetensors`; another suffix is an error (nodeflow
+    writes only safetensors). Returns the path written.
+    """
+    target = Path(path)
+    if not target.suffix:
+        target = target.with_suffix(".safetensors")
+    if target.suffix.lower() != ".safetensors":
+        raise ValueError(
+            f"nodeflow saves models as safetensors; name the file {target.stem}.safetensors "
+            f"instead of {target.name}"
+        )
+    tensors, metadata = model_to_tensors(model)
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return target
+
+
+def model_to_tensors(model: Model) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The model's weights (contiguous, on the CPU) and metadata, for files and the cache."""
+    tensors = {
+        name: tensor.detach().to("cpu").contiguous()
+        for name, tensor in model.net.state_dict().items()
+    }
+    return tensors, {METADATA_KEY: json.dumps(model.info.to_metadata())}
+
+
+def model_from_tensors(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str], registry: Registry | None = None
+) -> Model:
+    """The inverse of `model_to_tensors`; the model is put where the tensors are, in eval mode."""
+    device = next(iter(tensors.values())).device if tensors else torch.device("cpu")
+    model = build_from(tensors, metadata, registry, what="a cached model")
+    model.net.to(device).eval()
+    return model
+
+
+def new_model(
+    arch_id: str,
+    hparams: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+    **info_fields: Any,
+) -> Model:
+    """A freshly initialised (untrained) model of a registered architecture, in train mode.
+
+    `hparams` are the architecture's hyperparameters (defaults fill the rest);
+    `info_fields` set ArchInfo fields the architecture cannot know: task, value_range,
+    scale, conditional, extra (JSON-serialisable: it is saved in the checkpoint), ...
+    For example
+    `new_model("unet", {"in_channels": 1, "out_channels": 2, "ngf": 16}, task="colorize")`.
+    """
+    arch = architecture(arch_id, registry)
+    spec = {"arch": arch_id, "hparams": dict(hparams or {}), **info_fields}
+    model = arch.build({}, {METADATA_KEY: json.dumps(spec)})
+    model.net.train()
+    return model
+
+
+def shipped_checkpoints() -> dict[str, Path]:
+    """The checkpoints shipped inside the package, by name (the file stem)."""
+    if not SHIPPED_FOLDER.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(SHIPPED_FOLDER.glob("*.safetensors"))}
