@@ -1,9 +1,9 @@
 """The engine API that clients (the CLI, the TUI, scripts, tests) use:
 
-    registry = load_registry()
-    graph = Graph.load("graphs/pca_eigenimages.toml")
-    problems = graph.validate(registry)
-    result = Executor(registry).run(graph, on_event=print, cancel=CancelToken())
+registry = load_registry()
+graph = Graph.load("graphs/pca_eigenimages.toml")
+problems = graph.validate(registry)
+result = Executor(registry).run(graph, on_event=print, cancel=CancelToken())
 """
 
 from nodeflow.engine.cache import Cache
