@@ -1,9 +1,8 @@
-"""The engine API that clients (the CLI, the TUI, scripts, tests) use:
+"""The engine API that clients (the CLI, the TUI, scripts, tests) use.
 
-registry = load_registry()
-graph = Graph.load("graphs/pca_eigenimages.toml")
-problems = graph.validate(registry)
-result = Executor(registry).run(graph, on_event=print, cancel=CancelToken())
+A client loads the registry (`nodeflow.plugins.load_registry`), reads a graph
+(`nodeflow.graph.Graph.load`), validates it (`graph.validate(registry)`), then runs it
+with `Executor(registry).run(graph, on_event=..., cancel=CancelToken())`.
 """
 
 from nodeflow.engine.cache import Cache
