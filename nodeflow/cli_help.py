@@ -16,11 +16,15 @@ def node_table(registry: Registry) -> None:
     table.add_column("outputs")
     table.add_column("what it does")
     for type_id, node_type in sorted(registry.nodes.items()):
-        inputs = ", ".join(f"{n}:{i.type.name}" for n, i in node_type.inputs.items())
+        inputs = ", ".join(
+            f"{n}{'?' if i.optional else ''}:{i.type.name}" for n, i in node_type.inputs.items()
+        )
         outputs = ", ".join(f"{n}:{o.type.name}" for n, o in node_type.outputs.items())
         table.add_row(type_id, inputs or "-", outputs or "-", node_type.summary)
     Console().print(table)
-    Console().print("\n[dim]`nodeflow nodes NAME` shows one node's params and full doc.[/]")
+    Console().print(
+        "\n[dim]? marks an optional input. `nodeflow nodes NAME` shows one node's params and doc.[/]"
+    )
 
 
 def node_detail(node_type: NodeType) -> str:
