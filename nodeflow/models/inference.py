@@ -45,7 +45,9 @@ def to_network(images: torch.Tensor, value_range: tuple[float, float]) -> torch.
 def from_network(output: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
     """The network's range -> [0, 1], clamped."""
     low, high = value_range
-    return ((output - low) / (high - low)).clamp(0.0, 1.0)
+    if (low, high) != (0.0, 1.0):
+        output = (output - low) / (high - low)
+    return output.clamp(0.0, 1.0)
 
 
 def lab_to_network(
@@ -84,11 +86,24 @@ def prepare(model: Model, device: torch.device) -> nn.Module:
     Channels-last measured 1.16 times faster for U-Net inference on a CPU. The moved
     weights are made outside inference mode, so a trainer can still fine-tune the model.
     """
+    net = model.net.eval()
+    if _placed(net, device):
+        return net
     with torch.inference_mode(False):
-        net = model.net.to(device).eval()
+        net.to(device)
         if device.type != "mps":
             net.to(memory_format=torch.channels_last)
     return net
+
+
+def _placed(net: nn.Module, device: torch.device) -> bool:
+    """Whether the weights already sit on `device` in the layout `prepare` gives them."""
+    weight = next((p for p in net.parameters() if p.dim() == 4), None)
+    if weight is None or weight.device.type != device.type:
+        return False
+    if device.index is not None and weight.device.index != device.index:
+        return False
+    return device.type == "mps" or weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def forward(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -256,6 +271,8 @@ def run_network(
         except torch.OutOfMemoryError as exc:
             _free_memory(padded.device)
             side = _smaller_tile(side, padded, multiple, min_size, tiling, exc)
+    if out.shape[-2:] == (height * scale, width * scale):
+        return out
     return out[..., : height * scale, : width * scale].contiguous()
 
 
