@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean models
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Retrain the shipped checkpoints from graphs/train_*.toml (about an hour on a 2-core CPU),
+# keep each run's event log in docs/training-logs/, and copy the models into the package.
+SHIPPED := denoise superres4 colorize edges2photo autoencoder
+models: $(STAMP)
+	mkdir -p docs/training-logs
+	for name in $(SHIPPED); do \
+		$(BIN)/nodeflow run graphs/train_$$name.toml --no-cache --events jsonl > docs/training-logs/$$name.jsonl || exit 1; \
+	done
+	cp graphs/out/models/*.safetensors nodeflow/checkpoints/
 
 clean:
 	rm -rf $(VENV)
