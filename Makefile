@@ -27,7 +27,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Retrain the shipped checkpoints from graphs/train_*.toml (about an hour on a 2-core CPU),
+# Retrain the shipped checkpoints from graphs/train_*.toml (1,500 steps each),
 # keep each run's event log in docs/training-logs/, and copy the models into the package.
 SHIPPED := denoise superres4 colorize edges2photo autoencoder
 models: $(STAMP)
