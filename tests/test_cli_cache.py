@@ -1,0 +1,75 @@
+"""`nodeflow cache info|clear` and the disk cache as a person sees it across processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from nodeflow.cli import main
+
+PCA_GRAPH = """
+version = 1
+
+[nodes.photos]
+type = "sample_images"
+params = { names = "camera,coins", size = 32 }
+
+[nodes.basis]
+type = "pca_fit"
+params = { components = 4, patch_size = 8 }
+inputs = { image = "photos.image" }
+
+[nodes.eigen]
+type = "pca_components"
+params = { count = 4 }
+inputs = { basis = "basis.basis" }
+
+[nodes.save]
+type = "save_images"
+params = { folder = "out" }
+inputs = { image = "eigen.image" }
+"""
+
+
+def _started(output: str) -> list[str]:
+    events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [e["node"] for e in events if e["event"] == "NodeStarted"]
+
+
+def test_cache_info_and_clear(tmp_path: Path) -> None:
+    graph = tmp_path / "pca.toml"
+    graph.write_text(PCA_GRAPH)
+    runner = CliRunner()
+    empty = runner.invoke(main, ["cache", "info"])
+    assert "entries       0" in empty.output
+
+    first = runner.invoke(main, ["run", str(graph), "--events", "jsonl"])
+    assert first.exit_code == 0, first.output
+    assert "basis" in _started(first.output)
+    info = runner.invoke(main, ["cache", "info"])
+    assert str(tmp_path / "cache") in info.output
+    assert "entries       1" in info.output  # the PCA basis persists; cheap results do not
+
+    cleared = runner.invoke(main, ["cache", "clear"])
+    assert "removed 1 entries" in cleared.output
+    assert "entries       0" in runner.invoke(main, ["cache", "info"]).output
+
+
+def test_no_cache_leaves_the_cache_empty(tmp_path: Path) -> None:
+    graph = tmp_path / "pca.toml"
+    graph.write_text(PCA_GRAPH)
+    runner = CliRunner()
+    result = runner.invoke(main, ["run", str(graph), "--no-cache", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "entries       0" in runner.invoke(main, ["cache", "info"]).output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 4
+
+
+def test_bf16_precision_runs_on_the_cpu(tmp_path: Path) -> None:
+    graph = tmp_path / "pca.toml"
+    graph.write_text(PCA_GRAPH)
+    result = CliRunner().invoke(main, ["run", str(graph), "--precision", "bf16", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 4
