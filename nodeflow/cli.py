@@ -209,6 +209,23 @@ def plugins(as_json: bool) -> None:
         plugin_table(registry)
 
 
+@main.command()
+@click.argument("graph_file", required=False, type=click.Path(dir_okay=False))
+def edit(graph_file: str | None) -> None:
+    """Edit and run GRAPH_FILE in the terminal UI (a new graph if it is not given or not there)."""
+    from pathlib import Path
+
+    from nodeflow.graph import GraphFileError
+    from nodeflow.tui.app import NodeflowApp
+
+    try:
+        app = NodeflowApp(Path(graph_file) if graph_file else None)
+    except GraphFileError as exc:
+        _print_problems(graph_file or "", exc.problems)
+        sys.exit(EXIT_INVALID)
+    app.run()
+
+
 @main.group()
 def cache() -> None:
     """Inspect or clear the on-disk result cache."""

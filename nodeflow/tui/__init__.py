@@ -1,0 +1,1 @@
+"""`nodeflow edit`: the Textual terminal UI (see docs/tui.md). Start it with `NodeflowApp`."""

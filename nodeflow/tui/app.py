@@ -1,0 +1,784 @@
+"""`nodeflow edit`: the Textual app and its main screen.
+
+The app holds the session: the registry, the document being edited (with undo), and one
+`Executor` whose memory cache every run reuses. The main screen holds the panels (node
+list, graph view, inspector; problems, log and run below) and turns what the person asks
+for into document edits, runs and previews. Runs and previews work in threads; their
+events come back as messages. The app uses the engine's public API only.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch.nn.functional as F
+from PIL import Image
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.markup import escape
+from textual.screen import Screen
+from textual.widgets import Static, TabbedContent, TabPane
+
+import nodeflow.tui.status as run_status
+from nodeflow.engine import CancelToken, Event, Executor, NodeProgress, RunResult, RunStarted
+from nodeflow.graph import Graph, GraphFileError, Problem
+from nodeflow.plugins import load_registry
+from nodeflow.registry import Registry
+from nodeflow.tui.commands import NodeTypeCommands
+from nodeflow.tui.document import (
+    AddNode,
+    DeleteNode,
+    Document,
+    Edit,
+    RenameNode,
+    SetInput,
+    SetParam,
+)
+from nodeflow.tui.layout import layout_graph
+from nodeflow.tui.messages import (
+    InputLinked,
+    NodeSelected,
+    ParamEdited,
+    PreviewReady,
+    RunEnded,
+    RunEventPosted,
+)
+from nodeflow.tui.screens.choice import ChoiceScreen
+from nodeflow.tui.screens.confirm_quit import ConfirmQuitScreen
+from nodeflow.tui.screens.help import HelpScreen
+from nodeflow.tui.screens.preview import PreviewScreen
+from nodeflow.tui.screens.prompt import PromptScreen
+from nodeflow.tui.status import RunBoard, State
+from nodeflow.tui.widgets.footer import KeyFooter
+from nodeflow.tui.widgets.graph_view import GraphView
+from nodeflow.tui.widgets.inspector import Inspector, LinkField
+from nodeflow.tui.widgets.node_list import NodeList
+from nodeflow.tui.widgets.preview import ImagePreview, to_pixels
+from nodeflow.tui.widgets.problems import ProblemList
+from nodeflow.tui.widgets.run_panel import RunLog, RunPanel
+
+IMAGE_TYPES = {"Image", "Mask"}
+PREVIEW_MAX = 256
+"""Longest side, in pixels, of the images kept for previews (the panel is far smaller)."""
+_DISCONNECT = object()
+
+
+def open_graph(path: str | Path | None) -> tuple[Graph, list[Problem]]:
+    """The graph at `path` (a new one if there is no such file) and problems reading it.
+
+    A file whose rest is well formed opens without its broken parts, which are returned as
+    problems; a file that cannot be read at all raises `GraphFileError`.
+    """
+    if path is None:
+        return Graph(), []
+    path = Path(path)
+    if not path.exists():
+        return Graph(path=path), []
+    try:
+        return Graph.load(path), []
+    except GraphFileError as exc:
+        if exc.graph is None:
+            raise
+        return exc.graph, exc.problems
+
+
+class MainScreen(Screen):
+    """The editor: panels, bindings, and the glue between them and the document."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "add", "add", tooltip="add a node: search every node type"),
+        Binding("d", "delete", "delete", tooltip="delete the selected node"),
+        Binding("n", "rename", "rename", tooltip="rename the selected node"),
+        Binding("D", "duplicate", "copy", tooltip="duplicate the selected node"),
+        Binding("c", "connect", "link", tooltip="choose the output that feeds an input"),
+        Binding("C", "disconnect", "unlink", tooltip="disconnect an input"),
+        Binding("e", "edit", "edit", tooltip="edit the selected node's fields"),
+        Binding("r", "run", "run", tooltip="run the graph (what its output nodes need)"),
+        Binding("R", "run_to_here", "run to", tooltip="run up to the selected node"),
+        Binding("x", "cancel_run", "stop", tooltip="cancel the run"),
+        Binding("u,ctrl+z", "undo", "undo", tooltip="undo the last edit"),
+        Binding("ctrl+r,ctrl+y", "redo", "redo", tooltip="redo what was undone"),
+        Binding("ctrl+s", "save", "save", tooltip="save the graph file"),
+        Binding("S", "save_as", "save as", tooltip="save under another name (.toml or .json)"),
+        Binding("g", "toggle_graph", "graph", tooltip="show or hide the graph panel"),
+        Binding("v", "view", "view", tooltip="view the selected node's image full screen"),
+        Binding("question_mark", "help", "help", tooltip="every key, and what each panel is for"),
+        Binding("escape", "focus_nodes", tooltip="back to the node list", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.board = RunBoard()
+        self.selected: str | None = None
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.previews: dict[str, Any] = {}
+        self.run_number = 0
+        self.cancel_token: CancelToken | None = None
+        self.stale_during_run: set[str] = set()
+        self.preview_number = 0
+        self.shown_sample: str | None = None
+        self.fetched: dict[str, tuple[Any, str]] = {}
+        """Preview pixels and caption by node, so moving the selection pulls no batch twice."""
+
+    @property
+    def doc(self) -> Document:
+        return self.app.doc  # type: ignore[attr-defined]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="topbar"):
+            yield Static("", id="topbar-file")
+            yield Static("", id="topbar-run")
+        with Horizontal(id="main"):
+            yield NodeList(id="nodes")
+            yield GraphView(id="graph")
+            yield Inspector(id="inspector")
+        with TabbedContent(id="bottom"):
+            with TabPane("Problems", id="tab-problems"):
+                yield ProblemList(id="problems")
+            with TabPane("Log", id="tab-log"):
+                yield RunLog(id="log")
+            with TabPane("Run", id="tab-run"):
+                yield RunPanel(id="run")
+        yield KeyFooter(compact=True)
+
+    def on_mount(self) -> None:
+        order = self.doc.execution_order()
+        self.selected = order[0] if order else None
+        self.refresh_document()
+        self.query_one(NodeList).focus()
+        log = self.query_one(RunLog)
+        for problem in self.app.file_problems:  # type: ignore[attr-defined]
+            log.log_text(f"left out of the file: {problem.format()}", "warning")
+        if self.app.file_problems:  # type: ignore[attr-defined]
+            self.notify("Parts of the file could not be read; see the log.", severity="warning")
+
+    # -- showing the document ---------------------------------------------------------------
+
+    def _types(self) -> dict[str, str]:
+        return {node_id: spec.type for node_id, spec in self.doc.graph.nodes.items()}
+
+    def refresh_document(self, touched: set[str] | None = None, force: bool = False) -> None:
+        """Redraw everything that depends on the graph; forget results an edit made stale.
+
+        `force`: the inspector's fields show the document's values even where one is being
+        typed in (after an undo or a redo).
+        """
+        if touched:
+            stale = self.doc.downstream(touched) | (touched - set(self.doc.graph.nodes))
+            self.board.forget(stale)
+            for node_id in stale:
+                for table in (self.outputs, self.previews, self.fetched):
+                    table.pop(node_id, None)
+            if self.board.running:
+                self.stale_during_run |= stale
+        if self.selected not in self.doc.graph.nodes:
+            order = self.doc.execution_order()
+            self.selected = order[0] if order else None
+        types = self._types()
+        self.query_one(NodeList).show_nodes(self.doc.execution_order(), types, self.board)
+        self.query_one(GraphView).show_graph(layout_graph(self.doc.graph), types, self.board)
+        problems = self.doc.problems()
+        self.query_one(ProblemList).show_problems(problems)
+        tab = self.query_one(TabbedContent).get_tab("tab-problems")
+        tab.label = f"Problems ({len(problems)})"
+        self._show_selection(force)
+        self.refresh_title()
+
+    def refresh_title(self) -> None:
+        """The top line: the file and whether it is saved; on the right, the run and device."""
+        doc = self.doc
+        name = str(doc.path) if doc.path else "new graph (not saved yet)"
+        left = f"[b]nodeflow[/b]  {escape(name)}"
+        if doc.dirty:
+            left += "  [$text-warning]\\[modified][/]"
+        self.query_one("#topbar-file", Static).update(left)
+        right = "[$text-accent]running… x cancels[/]" if self.board.running else ""
+        device = self.app.device_name  # type: ignore[attr-defined]
+        if device:
+            right += f"  [$text-muted]{escape(device)}[/]"
+        self.query_one("#topbar-run", Static).update(right.strip())
+
+    def _show_selection(self, force: bool = False) -> None:
+        self.query_one(NodeList).show_selection(self.selected)
+        self.query_one(GraphView).show_selection(self.selected)
+        self.query_one(Inspector).show_node(self.doc, self.selected, force)
+        self._show_output()
+
+    def select(self, node_id: str | None) -> None:
+        if node_id == self.selected or (node_id and node_id not in self.doc.graph.nodes):
+            return
+        self.selected = node_id
+        self.shown_sample = None
+        self._show_selection()
+
+    @on(NodeSelected)
+    def _node_selected(self, message: NodeSelected) -> None:
+        message.stop()
+        self.select(message.node_id)
+
+    # -- editing ----------------------------------------------------------------------------
+
+    def apply(self, edit: Edit, merge: bool = False) -> None:
+        self.doc.apply(edit, merge=merge)
+        self.refresh_document(edit.touched())
+
+    @on(ParamEdited)
+    def _param_edited(self, message: ParamEdited) -> None:
+        message.stop()
+        self.apply(SetParam(message.node_id, message.name, message.value), merge=True)
+
+    @on(InputLinked)
+    def _input_linked(self, message: InputLinked) -> None:
+        message.stop()
+        label = "link input" if message.link else "unlink input"
+        self.apply(SetInput(message.node_id, message.name, message.link, label=label))
+
+    def add_node(self, type_id: str) -> None:
+        spec = self.doc.new_node(type_id, after=self.selected)
+        self.selected = spec.id
+        self.apply(AddNode(spec, label=f"add {spec.id}"))
+        linked = ", ".join(f"{name} ← {link}" for name, link in spec.inputs.items())
+        self.notify(f"Added {spec.id} ({type_id})" + (f"; linked {linked}" if linked else ""))
+
+    def action_add(self) -> None:
+        from textual.command import CommandPalette
+
+        self.app.push_screen(
+            CommandPalette(providers=[NodeTypeCommands], placeholder="Add a node: type to search…")
+        )
+
+    def action_delete(self) -> None:
+        if self._need_selection("delete"):
+            return
+        order = self.doc.execution_order()
+        index = order.index(self.selected)
+        rest = [node_id for node_id in order if node_id != self.selected]
+        deleted = self.selected
+        self.selected = rest[min(index, len(rest) - 1)] if rest else None
+        self.apply(DeleteNode(deleted, label=f"delete {deleted}"))
+        self.notify(f"Deleted {deleted} (u undoes)")
+
+    def action_rename(self) -> None:
+        if self._need_selection("rename"):
+            return
+        old = self.selected
+
+        def rename(new: str | None) -> None:
+            if new and new != old:
+                self.board.rename(old, new)
+                for table in (self.outputs, self.previews, self.fetched):
+                    if old in table:
+                        table[new] = table.pop(old)
+                self.selected = new
+                self.doc.apply(RenameNode(old, new, label=f"rename {old} to {new}"))
+                self.refresh_document()
+
+        def check(text: str) -> str | None:
+            return self.doc.id_problem(text, current=old)
+
+        self.app.push_screen(PromptScreen(f"Rename {old} to:", old, check), rename)
+
+    def action_duplicate(self) -> None:
+        if self._need_selection("duplicate"):
+            return
+        spec = self.doc.duplicate(self.selected)
+        self.selected = spec.id
+        self.apply(AddNode(spec, label=f"duplicate as {spec.id}"))
+        self.notify(f"Duplicated as {spec.id}")
+
+    def _focused_input(self) -> str | None:
+        focused = self.focused
+        while focused is not None:
+            if isinstance(focused, LinkField):
+                return focused.input_name
+            focused = focused.parent  # type: ignore[assignment]
+        return None
+
+    def action_connect(self) -> None:
+        if self._need_selection("connect"):
+            return
+        node_id = self.selected
+        node_type = self.doc.registry.node_type(self.doc.graph.nodes[node_id].type)
+        if node_type is None or not node_type.inputs:
+            self.notify(f"{node_id} has no inputs to connect.", severity="warning")
+            return
+        name = self._focused_input()
+        if name is None:
+            linked = self.doc.graph.nodes[node_id].inputs
+            name = next((n for n in node_type.inputs if n not in linked), None)
+        if name is None and len(node_type.inputs) > 1:
+            options = [(f"{n}  ← {linked[n]}", n) for n in node_type.inputs]
+            self.app.push_screen(
+                ChoiceScreen(f"Connect which input of {node_id}?", options),
+                lambda chosen: chosen and self._connect(node_id, chosen),
+            )
+            return
+        self._connect(node_id, name or next(iter(node_type.inputs)))
+
+    def _connect(self, node_id: str, name: str) -> None:
+        spec = self.doc.graph.nodes[node_id]
+        socket = self.doc.registry.nodes[spec.type].inputs[name]
+        current = spec.inputs.get(name)
+        options: list[tuple[str, Any]] = [
+            (f"{link}{'   (linked now)' if link == current else ''}", link)
+            for link in self.doc.candidates(node_id, name)
+        ]
+        if current is not None:
+            options.append((f"disconnect (now {current})", _DISCONNECT))
+
+        def chosen(value: Any) -> None:
+            if value is None:
+                return
+            link = None if value is _DISCONNECT else value
+            if link != current:
+                label = f"link {node_id}.{name}" if link else f"unlink {node_id}.{name}"
+                self.apply(SetInput(node_id, name, link, label=label))
+
+        title = f"Feed {node_id}.{name} ({socket.type.name}) from:"
+        empty = f"No output of type {socket.type.name} upstream of {node_id} (none would fit)."
+        now = next((i for i, (_label, link) in enumerate(options) if link == current), 0)
+        self.app.push_screen(ChoiceScreen(title, options, empty=empty, highlighted=now), chosen)
+
+    def action_disconnect(self) -> None:
+        if self._need_selection("disconnect"):
+            return
+        node_id = self.selected
+        linked = self.doc.graph.nodes[node_id].inputs
+        name = self._focused_input()
+        if name is not None and name in linked:
+            self.apply(SetInput(node_id, name, None, label=f"unlink {node_id}.{name}"))
+            return
+        if not linked:
+            self.notify(f"No input of {node_id} is linked.", severity="warning")
+            return
+
+        def unlink(chosen: str | None) -> None:
+            if chosen:
+                self.apply(SetInput(node_id, chosen, None, label=f"unlink {node_id}.{chosen}"))
+
+        options = [(f"{n}  ← {link}", n) for n, link in linked.items()]
+        self.app.push_screen(ChoiceScreen(f"Disconnect which input of {node_id}?", options), unlink)
+
+    def action_undo(self) -> None:
+        self._step(self.doc.undo, "undo", "Nothing to undo.")
+
+    def action_redo(self) -> None:
+        self._step(self.doc.redo, "redo", "Nothing to redo.")
+
+    def _step(self, step: Any, verb: str, nothing: str) -> None:
+        edit = step()
+        if edit is None:
+            self.notify(nothing)
+            return
+        if isinstance(edit, RenameNode):
+            old, new = (edit.new, edit.old) if verb == "undo" else (edit.old, edit.new)
+            self.board.rename(old, new)
+            if self.selected == old:
+                self.selected = new
+        elif isinstance(edit, AddNode) and verb == "redo":
+            self.selected = edit.spec.id
+        elif isinstance(edit, DeleteNode) and verb == "undo":
+            self.selected = edit.node_id
+        touched = edit.touched() | ({edit.node_id} if isinstance(edit, DeleteNode) else set())
+        self.refresh_document(touched, force=True)
+        self.notify(f"{verb}: {edit.label}")
+
+    def action_edit(self) -> None:
+        """Focus the selected node's first param (or, when it has none, its first input)."""
+        inspector = self.query_one(Inspector)
+        fields = inspector.query(".param-field Input, .param-field Select, .param-field Switch")
+        fields = fields or inspector.query(".link-field Select")
+        if fields:
+            fields.first().focus()
+        else:
+            self.notify("This node has nothing to edit.")
+
+    def action_focus_nodes(self) -> None:
+        if self.has_class("-narrow") and self.has_class("-graph-toggled"):
+            self.query_one(GraphView).focus()
+        else:
+            self.query_one(NodeList).focus()
+
+    def action_toggle_graph(self) -> None:
+        self.toggle_class("-graph-toggled")
+        graph_shown = self.has_class("-narrow") == self.has_class("-graph-toggled")
+        self.query_one(GraphView if graph_shown else NodeList).focus()
+
+    def _need_selection(self, verb: str) -> bool:
+        if self.selected is None:
+            self.notify(f"Select a node to {verb} first.", severity="warning")
+            return True
+        return False
+
+    # -- files --------------------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        if self.doc.path is None:
+            self.action_save_as()
+            return
+        self._save(self.doc.path)
+
+    def action_save_as(self, then_quit: bool = False) -> None:
+        current = str(self.doc.path) if self.doc.path else "graph.toml"
+
+        def save(path: str | None) -> None:
+            if path and self._save(Path(path)) and then_quit:
+                self.app.exit()
+
+        self.app.push_screen(
+            PromptScreen("Save as (.toml or .json):", current, _path_problem), save
+        )
+
+    def _save(self, path: Path) -> bool:
+        try:
+            written = self.doc.save(path)
+        except (OSError, ValueError) as exc:
+            self.notify(f"Could not save {path}: {exc}", severity="error")
+            return False
+        self.notify(f"Saved {written}")
+        self.refresh_title()
+        return True
+
+    def quit_guarded(self) -> None:
+        if not self.doc.dirty:
+            self.app.exit()
+            return
+
+        def decide(choice: str | None) -> None:
+            if choice == "discard":
+                self.app.exit()
+            elif choice == "save":
+                if self.doc.path is None:
+                    self.action_save_as(then_quit=True)
+                elif self._save(self.doc.path):
+                    self.app.exit()
+
+        name = self.doc.path.name if self.doc.path else "The new graph"
+        self.app.push_screen(ConfirmQuitScreen(name), decide)
+
+    def action_view(self) -> None:
+        preview = self.query_one(ImagePreview)
+        if preview.pixels is None:
+            self.notify("No image to view: run the graph (r) or up to this node (R) first.")
+            return
+        caption = str(self.query_one("#preview-caption", Static).render())
+        self.app.push_screen(PreviewScreen(preview.pixels, caption))
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(self.app.help_sections()))  # type: ignore[attr-defined]
+
+    # -- running ----------------------------------------------------------------------------
+
+    def action_run(self) -> None:
+        self._start_run(None)
+
+    def action_run_to_here(self) -> None:
+        if self._need_selection("run up to"):
+            return
+        self._start_run([self.selected])
+
+    def _start_run(self, targets: list[str] | None) -> None:
+        if self.board.running:
+            self.notify("A run is going; x cancels it.", severity="warning")
+            return
+        if not self.doc.graph.nodes:
+            self.notify("The graph is empty: press a to add a node.", severity="warning")
+            return
+        problems = self.doc.problems()
+        if problems:
+            self.query_one(TabbedContent).active = "tab-problems"
+            count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+            self.notify(f"Fix {count} first (see the problems panel).", severity="error")
+            return
+        self.run_number += 1
+        self.cancel_token = CancelToken()
+        self.stale_during_run = set()
+        self.board.running = True
+        self.query_one(TabbedContent).active = "tab-run"
+        self.refresh_title()
+        self._run(self.run_number, copy.deepcopy(self.doc.graph), targets, self.cancel_token)
+
+    @work(thread=True, exclusive=True, group="run")
+    def _run(
+        self, number: int, graph: Graph, targets: list[str] | None, cancel: CancelToken
+    ) -> None:
+        finished = threading.Event()
+
+        def on_event(event: Event) -> None:
+            if not finished.is_set():
+                self.post_message(RunEventPosted(number, event))
+
+        try:
+            executor = self.app.executor()  # type: ignore[attr-defined]
+            result = executor.run(graph, targets=targets, on_event=on_event, cancel=cancel)
+        except GraphFileError as exc:
+            finished.set()
+            self.post_message(RunEnded(number, None, "\n".join(p.format() for p in exc.problems)))
+            return
+        except Exception as exc:
+            finished.set()
+            self.post_message(RunEnded(number, None, f"{type(exc).__name__}: {exc}"))
+            return
+        finished.set()
+        self.post_message(RunEnded(number, result))
+
+    def action_cancel_run(self) -> None:
+        if not self.board.running or self.cancel_token is None:
+            self.notify("Nothing is running.")
+            return
+        self.cancel_token.cancel()
+        self.notify("Cancelling at the next batch…")
+
+    @on(RunEventPosted)
+    def _run_event(self, message: RunEventPosted) -> None:
+        message.stop()
+        if message.run != self.run_number:
+            return
+        event = message.event
+        if isinstance(event, RunStarted):
+            self.query_one(RunPanel).start(event.nodes, self._types())
+            self.refresh_title()
+        changed = self.board.apply(event)
+        self.query_one(RunLog).log_event(event)
+        if changed:
+            self.query_one(NodeList).show_status(self.board, changed)
+            self.query_one(GraphView).show_status(self.board)
+            self.query_one(RunPanel).show_status(self.board)
+            if self.selected in changed:
+                self._show_output(progress=isinstance(event, NodeProgress))
+
+    @on(RunEnded)
+    def _run_ended(self, message: RunEnded) -> None:
+        message.stop()
+        if message.run != self.run_number:
+            return
+        self.board.running = False
+        result = message.result
+        if result is None:
+            self.board.abort()
+            self.query_one(RunLog).log_text(f"the run could not start: {message.error}", "error")
+            self.notify(f"The run could not start: {message.error}", severity="error")
+        else:
+            self._keep_outputs(result)
+            self.notify(_verdict(result), severity="information" if result.ok else "warning")
+        self.query_one(NodeList).show_status(self.board, set(self.board.nodes))
+        self.query_one(GraphView).show_status(self.board)
+        self.query_one(RunPanel).show_status(self.board)
+        self.refresh_title()
+        self._show_output()
+
+    def _keep_outputs(self, result: RunResult) -> None:
+        for node_id, outputs in result.outputs.items():
+            if node_id not in self.stale_during_run:
+                self.outputs[node_id] = outputs
+                self.fetched.pop(node_id, None)
+        for node_id, batch in result.previews.items():
+            if node_id not in self.stale_during_run:
+                self.previews[node_id] = batch
+
+    # -- output and preview -------------------------------------------------------------------
+
+    def _show_output(self, progress: bool = False) -> None:
+        """The selected node's run status, output summary and image preview."""
+        inspector = self.query_one(Inspector)
+        node_id = self.selected
+        if node_id is None:
+            inspector.show_output("")
+            inspector.show_preview(None, "")
+            return
+        status = self.board.get(node_id)
+        lines = []
+        if status.state != State.IDLE:
+            lines.append(f"{status.glyph} {status.detail()}")
+        for name, text in status.summary.items():
+            lines.append(f"output {name}: {text}")
+        inspector.show_output("\n".join(lines))
+        sample = status.info.get("sample")
+        if progress:
+            if sample and sample != self.shown_sample:
+                self.shown_sample = sample
+                self._load_preview(node_id, None, None, str(sample), node_id)
+            return
+        spec = self.doc.graph.nodes[node_id]
+        node_type = self.doc.registry.node_type(spec.type)
+        image_outputs = [
+            name
+            for name, out in (node_type.outputs if node_type else {}).items()
+            if out.type.name in IMAGE_TYPES
+        ]
+        value = next(
+            (self.outputs[node_id][n] for n in image_outputs if n in self.outputs.get(node_id, {})),
+            None,
+        )
+        batch = self.previews.get(node_id) if image_outputs else None
+        if node_id in self.fetched:
+            inspector.show_preview(*self.fetched[node_id])
+        elif value is not None or batch is not None or sample:
+            self.shown_sample = str(sample) if sample else None
+            label = f"{node_id}.{image_outputs[0]}" if image_outputs else f"{node_id} sample"
+            self._load_preview(node_id, value, batch, str(sample) if sample else None, label)
+        elif not image_outputs:
+            inspector.show_preview(None, "")
+        elif status.state in (State.WAITING, State.RUNNING):
+            inspector.show_preview(None, "running…")
+        else:
+            inspector.show_preview(None, "Run the graph (r) or up to this node (R) to see it.")
+
+    def _load_preview(
+        self, node_id: str, value: Any, batch: Any, sample: str | None, label: str = ""
+    ) -> None:
+        self.preview_number += 1
+        self._fetch_preview(self.preview_number, node_id, value, batch, sample, label)
+
+    @work(thread=True, exclusive=True, group="preview")
+    def _fetch_preview(
+        self, number: int, node_id: str, value: Any, batch: Any, sample: str | None, label: str
+    ) -> None:
+        """Get the first image of an output (pulling one batch of a stream) in a thread."""
+        try:
+            if value is None and batch is None:
+                image = Image.open(sample).convert("RGB")
+                image.thumbnail((PREVIEW_MAX, PREVIEW_MAX))
+                pixels = np.asarray(image)
+                caption = f"{label}: latest sample, {Path(sample).name}"
+            else:
+                data = batch.data if batch is not None else next(iter(value)).data
+                pixels = to_pixels(_shrink(data[:1]))
+                caption = f"{label}: first image of {len(data)} in the first batch"
+        except Exception as exc:
+            pixels, caption = None, f"no preview: {exc}"
+        if number == self.preview_number:
+            self.post_message(PreviewReady(node_id, pixels, caption))
+
+    @on(PreviewReady)
+    def _preview_ready(self, message: PreviewReady) -> None:
+        message.stop()
+        if message.pixels is not None and message.node_id in self.outputs:
+            self.fetched[message.node_id] = (message.pixels, message.caption)
+        if message.node_id == self.selected:
+            self.query_one(Inspector).show_preview(message.pixels, message.caption)
+
+
+def _shrink(image: Any) -> Any:
+    """An image batch no larger than PREVIEW_MAX on its longest side."""
+    height, width = image.shape[-2:]
+    scale = PREVIEW_MAX / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(image.float(), size=size, mode="area")
+
+
+def _verdict(result: RunResult) -> str:
+    if result.cancelled:
+        return "Run cancelled."
+    if result.failed:
+        return f"Run finished with {len(result.failed)} failed node(s): {', '.join(result.failed)}"
+    return f"Run done in {run_status.format_seconds(result.seconds)}."
+
+
+def _path_problem(text: str) -> str | None:
+    if not text:
+        return "give a file name"
+    path = Path(text).expanduser()
+    if path.suffix.lower() not in (".toml", ".json"):
+        return "the name must end in .toml or .json"
+    if path.is_dir():
+        return f"{path} is a folder"
+    return None
+
+
+class NodeflowApp(App[None]):
+    """Edit and run a nodeflow graph in the terminal."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "nodeflow"
+    COMMANDS = App.COMMANDS | {NodeTypeCommands}
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (34, "-tall")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "quit", tooltip="quit (asks first if unsaved)", priority=True)
+    ]
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        registry: Registry | None = None,
+        executor: Executor | None = None,
+        device: str = "auto",
+    ):
+        super().__init__()
+        self.registry = registry if registry is not None else load_registry()
+        graph, self.file_problems = open_graph(path)
+        self.doc = Document(graph, self.registry)
+        self._executor = executor
+        self._executor_lock = threading.Lock()
+        self.device = device
+        self.device_name = str(executor.device) if executor is not None else ""
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen()
+
+    @property
+    def main(self) -> MainScreen:
+        return next(s for s in self.screen_stack if isinstance(s, MainScreen))
+
+    def executor(self) -> Executor:
+        """The session's one executor, made on first use (from a run's thread)."""
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = Executor(self.registry, device=self.device)
+                self.device_name = str(self._executor.device)
+            return self._executor
+
+    def add_node(self, type_id: str) -> None:
+        self.main.add_node(type_id)
+
+    async def action_quit(self) -> None:
+        self.main.quit_guarded()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if not isinstance(screen, MainScreen):
+            return
+        for binding in MainScreen.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.show:
+                yield SystemCommand(
+                    binding.tooltip.capitalize(),
+                    f"key {self.get_key_display(binding)}",
+                    lambda action=binding.action: screen.run_action(action),
+                )
+
+    def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Every binding, for the help screen."""
+
+        def keys(bindings: list[Any]) -> list[tuple[str, str]]:
+            rows = []
+            for binding in bindings:
+                shown = " / ".join(
+                    self.get_key_display(Binding(key, binding.action))
+                    for key in binding.key.split(",")
+                )
+                rows.append((shown, binding.tooltip or binding.description))
+            return rows
+
+        return [
+            ("Editing and running", keys(MainScreen.BINDINGS)),
+            ("Graph view", keys(GraphView.BINDINGS)),
+            (
+                "Everywhere",
+                [
+                    ("ctrl+p", "command palette: every action, and add any node type"),
+                    ("tab / shift+tab", "next / previous panel or field"),
+                    ("ctrl+q", "quit (asks first when there are unsaved changes)"),
+                ],
+            ),
+        ]

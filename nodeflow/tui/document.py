@@ -1,0 +1,353 @@
+"""The editing model behind `nodeflow edit`: a graph, edits as small reversible commands, undo.
+
+Every change the editor makes is an `Edit` applied through a `Document`: add, delete, rename,
+set a param, link or unlink an input. Each edit records what it replaced when it is applied,
+so undo puts the graph back exactly (node order, links of renamed or deleted nodes). The
+document knows whether it differs from the file it was saved to, and answers the questions
+the editor asks of a graph: execution order, the outputs that may feed an input, fresh ids.
+Nothing here imports Textual, so it is tested on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import networkx as nx
+
+from nodeflow.graph import NODE_ID, Graph, Link, NodeSpec, Problem
+from nodeflow.registry import Registry
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+"""A param value meaning "not set in the file": the node type's default applies."""
+
+
+class Edit(Protocol):
+    """One reversible change to a graph."""
+
+    label: str
+
+    def apply(self, graph: Graph) -> None: ...
+
+    def revert(self, graph: Graph) -> None: ...
+
+    def touched(self) -> set[str]:
+        """Ids (after the edit) of the nodes whose results the edit may change."""
+        ...
+
+
+def _reorder(graph: Graph, order: list[str]) -> None:
+    graph.nodes = {node_id: graph.nodes[node_id] for node_id in order if node_id in graph.nodes}
+
+
+@dataclass
+class AddNode:
+    spec: NodeSpec
+    label: str = "add node"
+
+    def apply(self, graph: Graph) -> None:
+        graph.nodes[self.spec.id] = copy.deepcopy(self.spec)
+
+    def revert(self, graph: Graph) -> None:
+        del graph.nodes[self.spec.id]
+
+    def touched(self) -> set[str]:
+        return {self.spec.id}
+
+
+@dataclass
+class DeleteNode:
+    """Remove a node and unlink every input that read from it."""
+
+    node_id: str
+    label: str = "delete node"
+    _spec: NodeSpec | None = field(default=None, repr=False)
+    _order: list[str] = field(default_factory=list, repr=False)
+    _links: list[tuple[str, str, Link]] = field(default_factory=list, repr=False)
+
+    def apply(self, graph: Graph) -> None:
+        self._order = list(graph.nodes)
+        self._spec = graph.nodes.pop(self.node_id)
+        self._links = []
+        for spec in graph.nodes.values():
+            for name, link in list(spec.inputs.items()):
+                if link.node == self.node_id:
+                    self._links.append((spec.id, name, link))
+                    del spec.inputs[name]
+
+    def revert(self, graph: Graph) -> None:
+        assert self._spec is not None
+        graph.nodes[self.node_id] = self._spec
+        for consumer, name, link in self._links:
+            graph.nodes[consumer].inputs[name] = link
+        _reorder(graph, self._order)
+
+    def touched(self) -> set[str]:
+        return {consumer for consumer, _name, _link in self._links}
+
+
+@dataclass
+class RenameNode:
+    """Give a node a new id; links that read from it follow."""
+
+    old: str
+    new: str
+    label: str = "rename node"
+
+    def _rename(self, graph: Graph, old: str, new: str) -> None:
+        order = [new if node_id == old else node_id for node_id in graph.nodes]
+        spec = graph.nodes.pop(old)
+        spec.id = new
+        graph.nodes[new] = spec
+        for other in graph.nodes.values():
+            for name, link in other.inputs.items():
+                if link.node == old:
+                    other.inputs[name] = Link(new, link.output)
+        _reorder(graph, order)
+
+    def apply(self, graph: Graph) -> None:
+        self._rename(graph, self.old, self.new)
+
+    def revert(self, graph: Graph) -> None:
+        self._rename(graph, self.new, self.old)
+
+    def touched(self) -> set[str]:
+        return {self.new}
+
+
+@dataclass
+class SetParam:
+    """Set one param of a node; `UNSET` removes it from the file (the default applies)."""
+
+    node_id: str
+    name: str
+    value: Any
+    label: str = "set param"
+    _old: Any = field(default=UNSET, repr=False)
+
+    def apply(self, graph: Graph) -> None:
+        params = graph.nodes[self.node_id].params
+        self._old = params.get(self.name, UNSET)
+        _put(params, self.name, self.value)
+
+    def revert(self, graph: Graph) -> None:
+        _put(graph.nodes[self.node_id].params, self.name, self._old)
+
+    def touched(self) -> set[str]:
+        return {self.node_id}
+
+    def absorb(self, later: SetParam) -> bool:
+        """Fold a later edit of the same param into this one (typing a number is one edit)."""
+        if (later.node_id, later.name) != (self.node_id, self.name):
+            return False
+        self.value = later.value
+        return True
+
+
+@dataclass
+class SetInput:
+    """Link an input to an output, or unlink it (`link=None`)."""
+
+    node_id: str
+    name: str
+    link: Link | None
+    label: str = "link input"
+    _old: Link | None = field(default=None, repr=False)
+
+    def apply(self, graph: Graph) -> None:
+        inputs = graph.nodes[self.node_id].inputs
+        self._old = inputs.get(self.name)
+        _put(inputs, self.name, self.link if self.link is not None else UNSET)
+
+    def revert(self, graph: Graph) -> None:
+        inputs = graph.nodes[self.node_id].inputs
+        _put(inputs, self.name, self._old if self._old is not None else UNSET)
+
+    def touched(self) -> set[str]:
+        return {self.node_id}
+
+
+def _put(table: dict[str, Any], key: str, value: Any) -> None:
+    if value is UNSET:
+        table.pop(key, None)
+    else:
+        table[key] = value
+
+
+class Document:
+    """A graph being edited: its edits, undo and redo stacks, and whether it is saved."""
+
+    def __init__(self, graph: Graph, registry: Registry):
+        self.graph = graph
+        self.registry = registry
+        self.undo_stack: list[Edit] = []
+        self.redo_stack: list[Edit] = []
+        self._saved_at: Edit | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return self.graph.path
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the graph differs from what was last loaded or saved."""
+        top = self.undo_stack[-1] if self.undo_stack else None
+        return top is not self._saved_at
+
+    # -- editing -------------------------------------------------------------------------
+
+    def apply(self, edit: Edit, merge: bool = False) -> Edit:
+        """Apply `edit`; with `merge`, fold it into the previous edit of the same param."""
+        top = self.undo_stack[-1] if self.undo_stack else None
+        edit.apply(self.graph)
+        self.graph.text = None
+        self.redo_stack.clear()
+        if (
+            merge
+            and isinstance(top, SetParam)
+            and isinstance(edit, SetParam)
+            and top is not self._saved_at
+            and top.absorb(edit)
+        ):
+            return top
+        self.undo_stack.append(edit)
+        return edit
+
+    def undo(self) -> Edit | None:
+        if not self.undo_stack:
+            return None
+        edit = self.undo_stack.pop()
+        edit.revert(self.graph)
+        self.graph.text = None
+        self.redo_stack.append(edit)
+        return edit
+
+    def redo(self) -> Edit | None:
+        if not self.redo_stack:
+            return None
+        edit = self.redo_stack.pop()
+        edit.apply(self.graph)
+        self.graph.text = None
+        self.undo_stack.append(edit)
+        return edit
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the graph (TOML or JSON by suffix) and mark this state as saved."""
+        written = self.graph.save(path)
+        self._saved_at = self.undo_stack[-1] if self.undo_stack else None
+        return written
+
+    # -- questions -----------------------------------------------------------------------
+
+    def problems(self) -> list[Problem]:
+        return self.graph.validate(self.registry)
+
+    def execution_order(self) -> list[str]:
+        """Node ids in the order a run takes them (file order among equals; file order on a cycle)."""
+        g = self.graph.digraph()
+        index = {node_id: i for i, node_id in enumerate(self.graph.nodes)}
+        try:
+            return list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
+        except nx.NetworkXUnfeasible:
+            return list(self.graph.nodes)
+
+    def downstream(self, node_ids: set[str]) -> set[str]:
+        """These nodes and every node that reads from them, directly or not."""
+        g = self.graph.digraph()
+        found = {n for n in node_ids if n in g}
+        for node_id in list(found):
+            found |= nx.descendants(g, node_id)
+        return found
+
+    def candidates(self, node_id: str, input_name: str) -> list[Link]:
+        """Outputs that may feed this input: the type fits, no cycle; nearest upstream first."""
+        spec = self.graph.nodes[node_id]
+        node_type = self.registry.node_type(spec.type)
+        if node_type is None or input_name not in node_type.inputs:
+            return []
+        g = self.graph.digraph()
+        banned = {node_id} | nx.descendants(g, node_id)
+        distance = nx.single_source_shortest_path_length(g.reverse(copy=False), node_id)
+        socket = node_type.inputs[input_name]
+        return self._fitting_outputs(socket.type.name, banned, distance, node_id)
+
+    def _fitting_outputs(
+        self, type_name: str, banned: set[str], distance: dict[str, int], anchor: str
+    ) -> list[Link]:
+        """Outputs of `type_name` outside `banned`: first those upstream of `anchor`, fewest
+        links away; then the rest by execution order, the nodes just before `anchor` first,
+        then those after it."""
+        order = {node_id: i for i, node_id in enumerate(self.execution_order())}
+        here = order.get(anchor, len(order))
+        found: list[tuple[tuple[float, int, int], Link]] = []
+        for other in self.graph.nodes.values():
+            other_type = self.registry.node_type(other.type)
+            if other.id in banned or other_type is None:
+                continue
+            gap = order[other.id] - here
+            rank = (distance.get(other.id, math.inf), gap > 0, abs(gap))
+            for output_name, output in other_type.outputs.items():
+                if output.type.name == type_name:
+                    found.append((rank, Link(other.id, output_name)))
+        found.sort(key=lambda item: item[0])
+        return [link for _rank, link in found]
+
+    def unique_id(self, base: str) -> str:
+        """`base` made into a valid id no node has yet: `blur`, `blur_2`, `blur_3`, ..."""
+        stem = "".join(c if c.isalnum() or c in "_-" else "_" for c in base) or "node"
+        if not (stem[0].isalpha() or stem[0] == "_"):
+            stem = f"n_{stem}"
+        if stem not in self.graph.nodes:
+            return stem
+        number = 2
+        while f"{stem}_{number}" in self.graph.nodes:
+            number += 1
+        return f"{stem}_{number}"
+
+    def id_problem(self, text: str, current: str | None = None) -> str | None:
+        """Why `text` cannot be a node's new id, or None when it can."""
+        if not NODE_ID.match(text):
+            return "an id starts with a letter or _ and holds only letters, digits, _ and -"
+        if text != current and text in self.graph.nodes:
+            return f"there is already a node {text!r}"
+        return None
+
+    def new_node(self, type_id: str, after: str | None = None) -> NodeSpec:
+        """A node of `type_id` with a fresh id, its required inputs linked to what is nearest
+        `after` (the selected node and then its upstream), each to a different output."""
+        node_type = self.registry.nodes[type_id]
+        spec = NodeSpec(self.unique_id(type_id.rsplit(".", 1)[-1]), type_id)
+        if after is None or after not in self.graph.nodes:
+            return spec
+        g = self.graph.digraph()
+        distance = {
+            node_id: hops
+            for node_id, hops in nx.single_source_shortest_path_length(
+                g.reverse(copy=False), after
+            ).items()
+        }
+        used: set[Link] = set()
+        for name, socket in node_type.inputs.items():
+            if socket.optional:
+                continue
+            fitting = self._fitting_outputs(socket.type.name, set(), distance, after)
+            link = next((c for c in fitting if c not in used and c.node in distance), None)
+            if link is not None:
+                spec.inputs[name] = link
+                used.add(link)
+        return spec
+
+    def duplicate(self, node_id: str) -> NodeSpec:
+        """A copy of a node (same type, params and input links) under a fresh id."""
+        spec = copy.deepcopy(self.graph.nodes[node_id])
+        spec.id = self.unique_id(node_id)
+        return spec

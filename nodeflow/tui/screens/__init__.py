@@ -1,0 +1,1 @@
+"""Modal screens: help, prompts (rename, save as), choices (connect), the quit guard."""

@@ -1,0 +1,89 @@
+"""The node list: every node in execution order, with its type and its run status."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.widget import Widget
+from textual.widgets import DataTable
+
+from nodeflow.tui.layout import STATUS_WIDTH
+from nodeflow.tui.messages import NodeSelected
+from nodeflow.tui.status import RunBoard, State
+
+STATE_CLASSES = {state: f"status--{state.value}" for state in State}
+"""Component classes for run states; their colours are set once, in app.tcss."""
+
+
+def component_color(widget: Widget, name: str) -> Style:
+    """A component's colour and weight, resolved against the widget's own background (so
+    `$text-muted` and friends read right in light and dark themes), without the background."""
+    style = widget.get_component_rich_style(name)
+    return Style(color=style.color, bold=style.bold, italic=style.italic)
+
+
+class NodeList(DataTable):
+    """A table of nodes; moving the cursor selects a node everywhere."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | set(
+        STATE_CLASSES.values()
+    )
+
+    DEFAULT_CSS = """
+    NodeList {
+        height: 1fr;
+        scrollbar-size: 1 1;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", show_header=False)
+        self.selected: str | None = None
+        self.border_title = "Nodes"
+
+    def on_mount(self) -> None:
+        self.add_column("node", key="node")
+        self.add_column("type", key="type")
+        self.add_column("", key="status", width=STATUS_WIDTH - 1)
+
+    def show_nodes(self, order: list[str], types: dict[str, str], board: RunBoard) -> None:
+        """Rebuild the rows (after an edit) and keep the cursor on the selected node."""
+        with self.prevent(DataTable.RowHighlighted):
+            self.clear()
+            for node_id in order:
+                name, status = self._status_cells(board, node_id)
+                self.add_row(name, types[node_id], status, key=node_id)
+            self._move_to_selected()
+        self.border_title = f"Nodes ({len(order)})"
+
+    def show_selection(self, node_id: str | None) -> None:
+        self.selected = node_id
+        with self.prevent(DataTable.RowHighlighted):
+            self._move_to_selected()
+
+    def show_status(self, board: RunBoard, node_ids: set[str]) -> None:
+        for node_id in node_ids:
+            if node_id not in self.rows:
+                continue
+            name, status = self._status_cells(board, node_id)
+            self.update_cell(node_id, "node", name)
+            self.update_cell(node_id, "status", status)
+
+    def _move_to_selected(self) -> None:
+        if self.selected in self.rows:
+            self.move_cursor(row=self.get_row_index(self.selected))
+
+    def _status_cells(self, board: RunBoard, node_id: str) -> tuple[Text, Text]:
+        status = board.get(node_id)
+        style = component_color(self, STATE_CLASSES[status.state])
+        name = Text.assemble((status.glyph, style), " ", node_id)
+        return name, Text(status.short(), style=style)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        node_id = event.row_key.value
+        if node_id is not None and node_id != self.selected:
+            self.selected = node_id
+            self.post_message(NodeSelected(node_id))
