@@ -253,5 +253,31 @@ def cache_clear() -> None:
     click.echo(f"removed {removed} entries from {store.folder}")
 
 
+@main.group()
+def plugin() -> None:
+    """Write plugins: `nodeflow plugin new NAME` starts one (see docs/plugins.md)."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option("--dir", "folder", type=click.Path(file_okay=False),
+              help="Where to write it (default: ./nodeflow-NAME); must be new or empty.")  # fmt: skip
+def plugin_new(name: str, folder: str | None) -> None:
+    """Write a ready plugin distribution NAME: one node, one architecture, a test, a README.
+
+    It installs as it is (pip install -e DIR) and passes its own test (pytest DIR).
+    """
+    from pathlib import Path
+
+    from nodeflow.scaffold import new_plugin
+
+    try:
+        target = new_plugin(name, Path(folder) if folder else None)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"wrote the plugin {name!r} to {target}")
+    click.echo(f"  pip install -e {target}     then: nodeflow plugins, pytest {target}")
+
+
 if __name__ == "__main__":
     main()

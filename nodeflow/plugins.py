@@ -22,7 +22,7 @@ from typing import Any
 
 import pluggy
 
-from nodeflow.registry import PluginRecord, Registry
+from nodeflow.registry import PluginRecord, RegistrationError, Registry
 
 PROJECT = "nodeflow"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "nodeflow.nodes.report",
     "nodeflow.nodes.architectures",
     "nodeflow.nodes.models",
+    "nodeflow.nodes.training",
 )
 
 
@@ -140,6 +141,7 @@ def build_registry() -> Registry:
     disabled = _disabled()
     candidates = _builtin_modules() + _entry_point_modules() + _path_modules()
     loaded: list[tuple[PluginRecord, ModuleType]] = []
+    broken: set[str] = set()  # plugins whose hook raised: their later hooks are skipped
     for record, load in candidates:
         if record.name in disabled and not record.builtin:
             continue
@@ -165,33 +167,36 @@ def build_registry() -> Registry:
         }
         for record, _module in loaded:
             impl = impls.get(record.name)
-            if impl is None or record.errors:
+            if impl is None or record.name in broken:
                 continue
-            _call_hook(registry, record, hook_name, impl.function, getattr(registry, method))
+            if not _call_hook(record, hook_name, impl.function, getattr(registry, method)):
+                broken.add(record.name)
     return registry
 
 
 def _call_hook(
-    registry: Registry,
     record: PluginRecord,
     hook_name: str,
     function: Callable[..., Any],
     add: Callable[[PluginRecord, Any], None],
-) -> None:
-    """Run one plugin's hook; keep what it registered unless the hook itself raised."""
-    from nodeflow.registry import RegistrationError
+) -> bool:
+    """Run one plugin's hook; keep what it registered unless the hook itself raised.
 
+    A refused registration (a duplicate id) is recorded and the others are kept.
+    Returns False when the hook raised.
+    """
     staged: list[Any] = []
     try:
         function(register=staged.append)
     except Exception as exc:
         record.errors.append(f"{hook_name} failed: {_error_text(exc)}")
-        return
+        return False
     for item in staged:
         try:
             add(record, item)
         except RegistrationError as exc:
             record.errors.append(str(exc))
+    return True
 
 
 _registry: Registry | None = None

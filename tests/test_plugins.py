@@ -437,3 +437,32 @@ def test_an_entry_point_plugin_is_found_in_a_fresh_process(tmp_path: Path) -> No
     assert record["version"] == "0.3.1"
     assert record["source"] == "entry point epdemo_plugin in epdemo-dist"
     assert record["nodes"] == ["epdemo.hello"] and record["errors"] == []
+
+
+def test_a_refused_duplicate_does_not_cost_the_plugin_its_other_hooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    (folder / "claimer.py").write_text(
+        "from nodeflow.api import Architecture, hookimpl, node, Output, IMAGE\n"
+        "import torch\n"
+        "@node('claimer.make', outputs={'image': Output(IMAGE)})\n"
+        "def make():\n"
+        "    '''One black image.'''\n"
+        "    return torch.zeros(1, 1, 4, 4)\n"
+        "@hookimpl\n"
+        "def register_nodes(register):\n"
+        "    register(make)\n"
+        "    register(make)\n"
+        "@hookimpl\n"
+        "def register_architectures(register):\n"
+        "    register(Architecture('tiny', lambda sd: False, lambda sd, meta: None))\n"
+    )
+    monkeypatch.setenv("NODEFLOW_PLUGIN_PATH", str(folder))
+    reset_registry()
+    registry = load_registry()
+    record = registry.plugins["claimer"]
+    assert record.nodes == ["claimer.make"]
+    assert any("already registered by plugin 'claimer'" in e for e in record.errors)
+    assert record.architectures == ["claimer.tiny"]

@@ -8,11 +8,13 @@ inference nodes pad, tile and convert from the description alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from torch import nn
 
-Purpose = Literal["autoencoder", "image-to-image", "discriminator"]
+# The built-in purposes are "autoencoder", "image-to-image" and "discriminator"; plugins
+# add their own (the transfer plugin's "features" and "classifier").
+Purpose = str
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ the tensor shapes. `build` with an empty state dict makes a freshly initialised 
 from collections.abc import Callable
 from typing import Any
 
+from nodeflow.api import Architecture, hookimpl
 from nodeflow.models import autoencoder, patchgan, resnet, unet
-from nodeflow.plugins import hookimpl
-from nodeflow.registry import Architecture
 
 ARCHITECTURES = (
     Architecture(

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from nodeflow.plugins import hookimpl
+from nodeflow.api import hookimpl
 from nodeflow.types import BUILTIN_TYPES
 
 

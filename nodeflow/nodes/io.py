@@ -19,12 +19,22 @@ import torch
 from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-from nodeflow.atomic import atomic_path
-from nodeflow.engine.context import NodeContext
-from nodeflow.node import Bool, Choice, Input, Int, Output, Str, node
-from nodeflow.node import Path as PathParam
-from nodeflow.plugins import hookimpl
-from nodeflow.types import IMAGE, Batch, Stream
+from nodeflow.api import (
+    IMAGE,
+    Batch,
+    Bool,
+    Choice,
+    Input,
+    Int,
+    NodeContext,
+    Output,
+    Str,
+    Stream,
+    atomic_path,
+    hookimpl,
+    node,
+)
+from nodeflow.api import Path as PathParam
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "F")

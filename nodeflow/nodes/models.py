@@ -20,24 +20,36 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from nodeflow.engine.context import NodeContext
-from nodeflow.models import checkpoint as checkpoints
-from nodeflow.models.inference import (
+from nodeflow.api import (
+    IMAGE,
+    LATENT,
+    MODEL,
+    SCORES,
+    Batch,
+    Bool,
+    Float,
+    Input,
+    Int,
+    Latent,
+    Model,
+    NodeContext,
+    Output,
+    Scores,
+    Size,
+    Stream,
     apply_model,
     forward,
     from_network,
-    lab_to_network,
-    network_to_rgb,
+    hookimpl,
+    node,
     prepare,
     run_network,
     to_network,
-    upsample,
 )
-from nodeflow.models.model import Model
-from nodeflow.node import Bool, Float, Input, Int, Output, Size, node
-from nodeflow.node import Path as PathParam
-from nodeflow.plugins import hookimpl
-from nodeflow.types import IMAGE, LATENT, MODEL, SCORES, Batch, Latent, Scores, Stream
+from nodeflow.api import Path as PathParam
+from nodeflow.models import checkpoint as checkpoints
+from nodeflow.models.inference import lab_to_network, network_to_rgb, upsample
+from nodeflow.training.losses import ColorBins
 
 SOURCE_BATCH = 16
 """Items per batch of the random sources (latent_sample, random_image)."""
@@ -363,19 +375,33 @@ def random_image(
 # -- image to image ----------------------------------------------------------------------------------
 
 
+def _decoding(
+    net: Callable[[torch.Tensor], torch.Tensor],
+    bins: ColorBins,
+    value_range: tuple[float, float],
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`net` followed by annealed-mean decoding of its ab-bin logits, in the network's range."""
+    return lambda x: bins.decode_to_network(net(x), value_range)
+
+
 def _colorize(
     image: torch.Tensor, model: Model, tile: int, overlap: int, ctx: NodeContext
 ) -> torch.Tensor:
     info = model.info
-    if (info.in_channels, info.out_channels) != (1, 2):
+    bins = ColorBins.from_extra(info.extra, image.device)
+    predicts = 2 if bins is None else len(bins)
+    if (info.in_channels, info.out_channels) != (1, predicts):
         raise ValueError(
-            f"a colorization model reads lightness (1 channel) and predicts ab (2 channels); "
-            f"the {model.describe()} does not"
+            "a colorization model reads lightness (1 channel) and predicts ab (2 channels, or "
+            f"one per ab bin for a classification model); the {model.describe()} does not"
         )
     rgb = match_channels(image, 3, model)
     lightness, _ = lab_to_network(rgb, info.value_range)
+    net = prepare(model, image.device)
+    if bins is not None:
+        net = _decoding(net, bins, info.value_range)
     ab = run_network(
-        prepare(model, image.device),
+        net,
         lightness,
         multiple=info.size_multiple,
         min_size=info.min_size,

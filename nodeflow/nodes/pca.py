@@ -14,10 +14,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nodeflow.engine.context import NodeContext
-from nodeflow.node import Bool, Input, Int, Output, node
-from nodeflow.plugins import hookimpl
-from nodeflow.types import IMAGE, LATENT, PCA_BASIS, Batch, Latent, PCABasis, Stream
+from nodeflow.api import (
+    IMAGE,
+    LATENT,
+    PCA_BASIS,
+    Batch,
+    Bool,
+    Input,
+    Int,
+    Latent,
+    NodeContext,
+    Output,
+    PCABasis,
+    Stream,
+    hookimpl,
+    node,
+)
 
 SCATTER_LIMIT = 4096
 """Samples longer than this are kept and decomposed by SVD instead of a D x D scatter matrix."""

@@ -10,9 +10,7 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from nodeflow.node import Input, Int, Output, node
-from nodeflow.plugins import hookimpl
-from nodeflow.types import FLOAT, IMAGE, Stream
+from nodeflow.api import FLOAT, IMAGE, Input, Int, Output, Stream, hookimpl, node
 
 PSNR_CAP = 100.0
 """PSNR of identical images is infinite; it is reported as this many dB instead."""

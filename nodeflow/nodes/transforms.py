@@ -16,10 +16,19 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from nodeflow.engine.context import NodeContext
-from nodeflow.node import Bool, Choice, Float, Input, Int, Output, Size, node
-from nodeflow.plugins import hookimpl
-from nodeflow.types import IMAGE
+from nodeflow.api import (
+    IMAGE,
+    Bool,
+    Choice,
+    Float,
+    Input,
+    Int,
+    NodeContext,
+    Output,
+    Size,
+    hookimpl,
+    node,
+)
 
 IMAGE_IN = {"image": Input(IMAGE)}
 IMAGE_OUT = {"image": Output(IMAGE)}

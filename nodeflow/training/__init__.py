@@ -1,0 +1,1 @@
+"""Training inside graphs: paired datasets, losses, and the training loop the trainer nodes share."""
