@@ -210,6 +210,21 @@ def plugins(as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def models(as_json: bool) -> None:
+    """List the checkpoints shipped with nodeflow: load_model takes their names."""
+    from nodeflow.cli_help import model_table, shipped_models
+
+    found = shipped_models()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+    elif not found:
+        click.echo("no models are shipped in this installation; `make models` trains them")
+    else:
+        model_table(found)
+
+
+@main.command()
 @click.argument("graph_file", required=False, type=click.Path(dir_okay=False))
 def edit(graph_file: str | None) -> None:
     """Edit and run GRAPH_FILE in the terminal UI (a new graph if it is not given or not there)."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
+from safetensors import safe_open
 
 from nodeflow.node import NodeType
 from nodeflow.registry import Registry
@@ -71,3 +75,31 @@ def plugin_table(registry: Registry) -> None:
         status = "[red]" + "; ".join(record.errors) + "[/]" if record.errors else "[green]ok[/]"
         table.add_row(record.name, record.version, record.source, ", ".join(parts) or "-", status)
     console.print(table)
+
+
+def shipped_models() -> list[dict[str, Any]]:
+    """Name, file size and recorded ArchInfo of each checkpoint shipped in the package."""
+    from nodeflow.models.checkpoint import METADATA_KEY, shipped_checkpoints
+
+    found = []
+    for name, path in shipped_checkpoints().items():
+        with safe_open(str(path), framework="pt") as handle:
+            info = json.loads((handle.metadata() or {}).get(METADATA_KEY, "{}"))
+        found.append({"name": name, "bytes": path.stat().st_size, "path": str(path), **info})
+    return found
+
+
+def model_table(found: list[dict[str, Any]]) -> None:
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "task", "architecture", "channels", "size"):
+        table.add_column(column)
+    for entry in found:
+        channels = f"{entry.get('in_channels', '?')} -> {entry.get('out_channels', '?')}"
+        table.add_row(
+            entry["name"],
+            entry.get("task") or entry.get("purpose", ""),
+            entry.get("arch", "?"),
+            channels,
+            f"{entry['bytes'] / 1e6:.1f} MB",
+        )
+    Console().print(table)
