@@ -26,7 +26,10 @@ def _registry() -> Registry:
 
 
 def _load(path: str, registry: Registry, overrides: tuple[str, ...] = ()) -> Graph:
-    """Read and validate a graph, or print every problem and exit 2."""
+    """Read a graph and apply overrides, or print every problem and exit 2.
+
+    Validation is left to `Executor.run`, which does it once before running.
+    """
     from nodeflow.graph import Graph, GraphFileError
 
     try:
@@ -34,10 +37,6 @@ def _load(path: str, registry: Registry, overrides: tuple[str, ...] = ()) -> Gra
         graph.apply_overrides(list(overrides))
     except GraphFileError as exc:
         _print_problems(path, exc.all_problems(registry))
-        sys.exit(EXIT_INVALID)
-    problems = graph.validate(registry)
-    if problems:
-        _print_problems(path, problems)
         sys.exit(EXIT_INVALID)
     return graph
 

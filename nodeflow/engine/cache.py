@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from nodeflow.atomic import atomic_path
@@ -123,8 +123,6 @@ class Cache:
     def _read(self, key: str, node_type: NodeType, device: torch.device) -> dict[str, Any] | None:
         path = self._file(key)
         try:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as handle:
                 layout = json.loads((handle.metadata() or {})["nodeflow"])
             tensors = load_file(str(path), device=str(device))
