@@ -1,6 +1,6 @@
 """Measured quality of the shipped models on photos no model saw in training.
 
-    .venv/bin/python benchmarks/quality.py [--models DIR]
+    .venv/bin/python benchmarks/quality.py [--models DIR] [--only SECTION ...]
 
 Every figure comes from nodeflow graphs run through the engine API; baselines that
 nodeflow has no node for (non-local means) come from scikit-image. The held-out photos are
@@ -217,15 +217,27 @@ def pca(bench: Bench) -> list[tuple[str, str]]:
     ]
 
 
+SECTIONS = {
+    "denoise": denoising,
+    "superres": super_resolution,
+    "colorize": colorization,
+    "discriminator": discriminator,
+    "pca": pca,
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, help="folder of checkpoints to measure")
+    parser.add_argument(
+        "--only", nargs="+", choices=list(SECTIONS), help="measure these sections only"
+    )
     args = parser.parse_args()
     bench = Bench(args.models.resolve() if args.models else None)
     torch.manual_seed(0)
     rows = []
-    for section in (denoising, super_resolution, colorization, discriminator, pca):
-        rows += section(bench)
+    for name in args.only or SECTIONS:
+        rows += SECTIONS[name](bench)
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

@@ -301,6 +301,25 @@ def test_discriminator_score_gives_scores_and_heatmaps(
     assert "node 's'" in message and "conditional discriminator" in message
 
 
+def test_score_summary_reports_scores_and_writes_a_csv(
+    tensor_source: TensorSource, run_graph, registry: Registry, tmp_path: Path
+) -> None:
+    model = new_model("patchgan", {"ndf": 4, "n_layers": 1, "in_channels": 3}, registry)
+    path = saved(model, tmp_path, "d.safetensors")
+    text = tensor_source.node("src", torch.rand(5, 3, 32, 32), batch_size=2)
+    text += node_text("d", "load_model", checkpoint=path.name)
+    text += node_text("s", "discriminator_score", {"image": "src.image", "model": "d.model"})
+    text += node_text("summary", "score_summary", {"score": "s.score"}, file="scores.csv")
+    outputs = run_ok(run_graph, text, ["s", "summary"])
+    scores = torch.cat([batch.score for batch in everything(outputs["s"]["score"])])
+    summary = outputs["summary"]
+    assert summary["mean"] == pytest.approx(scores.mean().item())
+    assert (summary["min"], summary["max"]) == pytest.approx((scores.min(), scores.max()))
+    rows = (tmp_path / "scores.csv").read_text().splitlines()
+    assert rows[0] == "name,score" and len(rows) == 6
+    assert float(rows[3].split(",")[1]) == pytest.approx(scores[2].item(), abs=1e-6)
+
+
 def test_model_nodes_refuse_the_wrong_kind_of_model(
     tensor_source: TensorSource, run_graph, registry: Registry, tmp_path: Path
 ) -> None:

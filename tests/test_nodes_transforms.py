@@ -414,6 +414,18 @@ def test_blend_of_different_sizes_names_both(run_node) -> None:
     assert "image is 8x8" in message and "other is 8x6" in message
 
 
+def test_image_interpolate_cross_fades_each_pair(apply: Apply) -> None:
+    frames = apply("image_interpolate", {"steps": 3}, image=solid(0.2), other=solid(0.0, 0.4, 1.0))
+    assert frames.shape == (3, 3, 8, 8)
+    expected = torch.tensor([[0.2, 0.2, 0.2], [0.1, 0.3, 0.6], [0.0, 0.4, 1.0]])
+    assert torch.allclose(frames[:, :, 0, 0], expected, atol=1e-6)
+
+
+def test_image_interpolate_of_different_sizes_names_both(run_node) -> None:
+    result = run_node("image_interpolate", image=ramp(height=8), other=ramp(height=8, width=6))
+    assert "other is 8x6" in failure(result)
+
+
 # -- validation ----------------------------------------------------------------------------
 
 BAD_PARAMS = """

@@ -279,6 +279,46 @@ def test_train_unet_superres_records_scale_and_enlarges(run) -> None:
     assert result.previews["big"].data.shape[-2:] == (48, 48)
 
 
+def test_lr_decay_holds_then_falls_linearly_to_zero(run) -> None:
+    train = node_text("train", "train_unet", {"dataset": "data.dataset"}, steps=10, lr=1e-3,
+                      **SMALL_UNET)  # fmt: skip
+    _result, events = run_ok(run, dataset("denoise", crop=16, crops_per_image=1) + train, ["train"])
+    rates = losses(events, key="lr")
+    assert rates == pytest.approx([1e-3] * 5 + [1e-3 * (10 - step) / 5 for step in range(5, 10)])
+    constant = train.replace("steps = 10", "steps = 10, lr_decay = false")
+    _result, events = run_ok(
+        run, dataset("denoise", crop=16, crops_per_image=1) + constant, ["train"]
+    )
+    assert losses(events, key="lr") == pytest.approx([1e-3] * 10)
+
+
+def test_residual_superres_beats_bicubic_on_held_out_photos(run) -> None:
+    text = (
+        dataset("superres", scale=2, crops_per_image=8)
+        + node_text("train", "train_unet", {"dataset": "data.dataset"}, residual=True,
+                    steps=80, lr=1e-3, **SMALL_UNET)
+        + photos("test", names=HELD_OUT, size=64)
+        + node_text("small", "downsample", {"image": "test.image"}, scale=2)
+        + node_text("model", "unet", {"image": "small.image", "model": "train.model"})
+        + node_text("bicubic", "resize", {"image": "small.image"}, scale=2.0,
+                    mode="bicubic")
+        + node_text("ours", "metrics", {"image": "model.image", "reference": "test.image"})
+        + node_text("theirs", "metrics", {"image": "bicubic.image", "reference": "test.image"})
+    )  # fmt: skip
+    result, _events = run_ok(run, text, ["ours", "theirs"])
+    assert result.outputs["train"]["model"].info.extra["residual"] is True
+    assert result.outputs["ours"]["psnr"] > result.outputs["theirs"]["psnr"]
+
+
+def test_residual_is_refused_for_the_classification_loss(run) -> None:
+    text = dataset("colorize", crop=16, crops_per_image=1) + node_text(
+        "train", "train_unet", {"dataset": "data.dataset"}, loss="classification",
+        residual=True, steps=2, **SMALL_UNET,
+    )  # fmt: skip
+    result, _events = run(text, targets=["train"])
+    assert "residual needs targets like the inputs" in str(result.failed["train"])
+
+
 def test_train_unet_classification_colorizer_decodes_ab(run) -> None:
     text = (
         dataset("colorize", crop=16, crops_per_image=2)

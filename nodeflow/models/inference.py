@@ -315,7 +315,7 @@ def apply_model(
     upsampled beforehand (extra["upsample_input"]).
     """
     info = model.info
-    net = prepare(model, images.device)
+    net = image_function(prepare(model, images.device), info)
     out = run_network(
         net,
         to_network(images, info.value_range),
@@ -328,6 +328,20 @@ def apply_model(
         check=check,
     )
     return from_network(out, info.value_range)
+
+
+def image_function(
+    net: Callable[[torch.Tensor], torch.Tensor], info: ArchInfo
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What maps network inputs to outputs: `net`, or input + `net` for a residual model.
+
+    A residual model (extra["residual"]) predicts the correction to its input, in the
+    network's value range: restorers (denoise, superres on the bicubic enlargement) learn
+    that far faster than the whole image, since most of the answer is already there.
+    """
+    if not info.extra.get("residual"):
+        return net
+    return lambda x: x + net(x)
 
 
 def network_scale(info: ArchInfo) -> int:

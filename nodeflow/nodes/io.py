@@ -7,6 +7,7 @@ flat however many files a folder holds. Saved files are written atomically.
 
 from __future__ import annotations
 
+import functools
 import glob
 import math
 import os
@@ -286,10 +287,25 @@ def _chosen_photos(names: str) -> list[tuple[str, Path]]:
 
 
 def _read_sample(path: Path, size: int, gray: bool) -> torch.Tensor:
+    """One bundled photo, size x size; decoded once per process for sides up to 1024.
+
+    A trainer reads its dataset once per pass, and decoding and resizing the larger
+    photos (retina is 1411 x 1411) cost a tenth of a small model's training time. The
+    cache holds 8-bit pixels: at most 64 photos of 3 MB.
+    """
+    pixels = _sample_pixels(path, size, gray) if size <= 1024 else _decode_sample(path, size, gray)
+    return torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32) / 255.0)
+
+
+def _decode_sample(path: Path, size: int, gray: bool) -> np.ndarray:
     with Image.open(path) as image:
         converted = image.convert("L" if gray else "RGB")
     square = ImageOps.fit(converted, (size, size), Image.Resampling.LANCZOS)
-    return torch.from_numpy(np.ascontiguousarray(_pixels(square).transpose(2, 0, 1)))
+    array = np.asarray(square, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array
+
+
+_sample_pixels = functools.lru_cache(maxsize=64)(_decode_sample)
 
 
 @node(

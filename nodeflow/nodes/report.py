@@ -1,16 +1,32 @@
-"""Nodes that sum a stream up for people: a contact sheet of images, and quality metrics."""
+"""Nodes that sum a stream up for people: a contact sheet, quality metrics, score summaries."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import kornia
 import torch
 import torch.nn.functional as F
 
-from nodeflow.api import FLOAT, IMAGE, Input, Int, Output, Stream, hookimpl, node
+from nodeflow.api import (
+    FLOAT,
+    IMAGE,
+    SCORES,
+    Input,
+    Int,
+    NodeContext,
+    Output,
+    Stream,
+    hookimpl,
+    node,
+)
+from nodeflow.api import Path as PathParam
+from nodeflow.atomic import write_text_atomic
 
 PSNR_CAP = 100.0
 """PSNR of identical images is infinite; it is reported as this many dB instead."""
@@ -152,7 +168,47 @@ def metrics(image: Stream, reference: Stream) -> dict[str, float]:
     }
 
 
+@node(
+    "score_summary",
+    inputs={"score": Input(SCORES, help="per-image scores, e.g. from discriminator_score")},
+    outputs={
+        "mean": Output(FLOAT, help="mean score over all images"),
+        "min": Output(FLOAT, help="lowest score"),
+        "max": Output(FLOAT, help="highest score"),
+    },
+    params={"file": PathParam(None, help="also write every image's score to this CSV file")},
+    mode="collect",
+    output_node=True,
+)
+def score_summary(score: Stream, *, file: str | None, ctx: NodeContext) -> dict[str, float]:
+    """Sum per-image scores up: mean, lowest and highest, optionally a CSV of each.
+
+    The CSV has one row per image (`name,score`) in stream order and is written
+    atomically.
+    """
+    names: list[str] = []
+    values: list[torch.Tensor] = []
+    for batch in score:
+        names += batch.names
+        values.append(batch.data.score.detach().float().cpu())
+    if not values:
+        raise ValueError("score_summary received no scores")
+    scores = torch.cat(values)
+    if file is not None:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["name", "score"])
+        writer.writerows(
+            (name, f"{value:.6f}") for name, value in zip(names, scores.tolist(), strict=True)
+        )
+        path = Path(file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text.getvalue())
+        ctx.wrote(path)
+    return {"mean": scores.mean().item(), "min": scores.min().item(), "max": scores.max().item()}
+
+
 @hookimpl
 def register_nodes(register: Callable[[Any], None]) -> None:
-    for node_type in (grid, metrics):
+    for node_type in (grid, metrics, score_summary):
         register(node_type)

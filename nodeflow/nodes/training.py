@@ -20,7 +20,7 @@ from torch import nn
 
 from nodeflow.engine.context import NodeContext
 from nodeflow.models.checkpoint import new_model
-from nodeflow.models.inference import from_network, to_network, upsample
+from nodeflow.models.inference import from_network, image_function, to_network, upsample
 from nodeflow.models.model import Model
 from nodeflow.node import Bool, Choice, Float, Input, Int, Output, Param, node
 from nodeflow.node import Path as PathParam
@@ -224,6 +224,9 @@ def _schedule_params(lr: float, steps: int = 1000) -> dict[str, Param]:
         ),
         "batch_size": Int(8, min=1, max=4096, help="pairs per step"),
         "lr": Float(lr, min=0, max=10, help="Adam learning rate"),
+        "lr_decay": Bool(
+            True, help="keep lr for half the steps, then decay it linearly to zero (pix2pix)"
+        ),
         "seed": Int(0, help="random seed for weight init and dropout"),
         "time_budget": Float(None, min=0, help="stop cleanly after this many seconds"),
         "sample_every": Int(
@@ -281,6 +284,7 @@ class ImageTrainer:
     def __init__(self, model: Model, lr: float, loss: str, bins: ColorBins | None = None):
         self.model = model
         self.net = model.net
+        self.function = image_function(model.net, model.info)
         self.value_range = model.info.value_range
         self.bins = bins
         self.pixel_loss = None if bins else reconstruction_loss(loss)
@@ -289,7 +293,7 @@ class ImageTrainer:
 
     def _output(self, pair: PairBatch) -> torch.Tensor:
         x = to_network(upsampled_input(pair), self.value_range)
-        return self.net(x.contiguous(memory_format=memory_format(x.device)))
+        return self.function(x.contiguous(memory_format=memory_format(x.device)))
 
     def step(self, pair: PairBatch) -> dict[str, float]:
         output = self._output(pair)
@@ -362,6 +366,7 @@ def train_autoencoder(
     epochs: int | None,
     batch_size: int,
     lr: float,
+    lr_decay: bool,
     seed: int,
     time_budget: float | None,
     sample_every: int,
@@ -376,7 +381,9 @@ def train_autoencoder(
     that decode to plausible images. The model's task is the dataset's ("autoencode",
     "denoise", ...), so the `unet` node runs it as image in, image out.
     """
-    schedule = Schedule(steps, epochs, batch_size, seed, time_budget, sample_every, samples)
+    schedule = Schedule(
+        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
+    )
 
     def build(first: PairBatch) -> ImageTrainer:
         if first.input.shape[1] != first.target.shape[1]:
@@ -441,6 +448,15 @@ def _unet_hparams(
     }
 
 
+def _check_residual(first: PairBatch, loss: str) -> None:
+    if loss == "classification" or first.input.shape[1] != first.target.shape[1]:
+        raise ValueError(
+            f"residual needs targets like the inputs (same channels, a pixel loss), but the "
+            f"{first.task!r} pairs map {first.input.shape[1]} channels to "
+            f"{first.target.shape[1]} with loss {loss!r}; set residual = false"
+        )
+
+
 @node(
     "train_unet",
     inputs={"dataset": Input(DATASET, help="pairs from pairs, aligned_pairs or folder_pairs")},
@@ -449,6 +465,9 @@ def _unet_hparams(
         **UNET_PARAMS,
         "loss": Choice(
             ("L1", "L2", "classification"), "L1", help="L1, L2, or colorization classification"
+        ),
+        "residual": Bool(
+            False, help="predict the correction to the input (restoration: denoise, superres)"
         ),
         **_schedule_params(2e-4),
     },
@@ -464,10 +483,12 @@ def train_unet(
     norm: str,
     dropout: bool,
     loss: str,
+    residual: bool,
     steps: int,
     epochs: int | None,
     batch_size: int,
     lr: float,
+    lr_decay: bool,
     seed: int,
     time_budget: float | None,
     sample_every: int,
@@ -482,9 +503,14 @@ def train_unet(
     it `scale` times larger. Loss "classification" (colorize only) predicts a distribution
     over quantized ab bins, weighted towards rare colours (counted in one pass over the
     data before training), decoded by the annealed mean (Zhang et al. 2016; see
-    nodeflow.training.losses). Pair sides must be multiples of 2**num_downs.
+    nodeflow.training.losses). With `residual` the network learns the difference between
+    its input and the target (output = input + network), recorded in the model so the
+    `unet` node applies it the same way; for restoration, where the input is most of the
+    answer, this trains much faster and better. Pair sides must be multiples of 2**num_downs.
     """
-    schedule = Schedule(steps, epochs, batch_size, seed, time_budget, sample_every, samples)
+    schedule = Schedule(
+        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
+    )
 
     def build(first: PairBatch) -> ImageTrainer:
         out_channels, bins = first.target.shape[1], None
@@ -499,6 +525,9 @@ def train_unet(
             bins.fit_weights(_colour_counts(bins, dataset, schedule.batch_size, ctx.device))
             out_channels = len(bins)
             fields["extra"] = bins.to_extra()
+        if residual:
+            _check_residual(first, loss)
+            fields["extra"] = {**fields.get("extra", {}), "residual": True}
         hparams = _unet_hparams(first, out_channels, num_downs, ngf, norm, dropout)
         model = new_model("unet", hparams, **fields)
         _check_size(first, model, "U-Net")
@@ -625,6 +654,7 @@ def train_pix2pix(
     epochs: int | None,
     batch_size: int,
     lr: float,
+    lr_decay: bool,
     seed: int,
     time_budget: float | None,
     sample_every: int,
@@ -639,7 +669,9 @@ def train_pix2pix(
     pix2pix paper. The generator comes out as `model` (use it with `cgan_generate` or
     `unet`), the discriminator as `discriminator` (use it with `discriminator_score`).
     """
-    schedule = Schedule(steps, epochs, batch_size, seed, time_budget, sample_every, samples)
+    schedule = Schedule(
+        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
+    )
 
     def build(first: PairBatch) -> Pix2PixTrainer:
         in_channels, out_channels = first.input.shape[1], first.target.shape[1]

@@ -408,6 +408,29 @@ def concat(image: torch.Tensor, other: torch.Tensor, *, direction: str, gap: int
     return torch.cat([image, spacer, other], dim=axis)
 
 
+@node(
+    "image_interpolate",
+    inputs={
+        "image": Input(IMAGE, help="start images"),
+        "other": Input(IMAGE, help="end images, paired item by item with `image`"),
+    },
+    outputs={"image": Output(IMAGE, help="for each pair, `steps` images from start to end")},
+    params={"steps": Int(8, min=2, max=1024, help="images per pair, both ends included")},
+)
+def image_interpolate(image: torch.Tensor, other: torch.Tensor, *, steps: int) -> torch.Tensor:
+    """Walk from each image to its partner in pixel space: `steps` cross-fades.
+
+    The pixel-space counterpart of latent_interpolate: the frames between two photos are
+    double exposures, not images of anything, which is what a latent walk is compared
+    with. Item i of `image` pairs with item i of `other` (a one-image batch pairs with
+    every image); both must have the same size; gray is repeated to RGB when the other is
+    colour. The output holds, pair after pair, the start, the fades between, and the end.
+    """
+    mix = blend.fn
+    frames = [mix(image, other, alpha=a, mode="mix") for a in torch.linspace(0, 1, steps).tolist()]
+    return torch.stack(frames, dim=1).flatten(0, 1)
+
+
 def _with_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     if image.shape[1] == channels:
         return image
@@ -428,6 +451,7 @@ TRANSFORM_NODES = (
     from_lab,
     blend,
     concat,
+    image_interpolate,
 )
 
 

@@ -12,7 +12,7 @@ the outputs shown in sample grids. `fit` does the rest:
   dropout), so a trainer leaves the process's RNG as it found it; pulls from the dataset
   run on a forked RNG of their own, so whatever upstream nodes draw never disturbs it.
 - Progress: `ctx.progress(step, total, loss=..., <other losses>, epoch=...)` after every
-  step; info["sample"] carries the path of a sample grid in the event of the step that
+  step (with the learning rate as "lr"); info["sample"] carries the path of a sample grid in the event of the step that
   wrote it, info["resumed"] the step a run resumed from, info["stopped"] why it stopped
   early.
 - Samples: every `sample_every` steps and at the end, a PNG grid (per row: input, output,
@@ -23,6 +23,9 @@ the outputs shown in sample grids. `fit` does the rest:
   `<work dir>/training.pt`, readable with `torch.load(weights_only=True)`. A run of the
   same node with the same params and inputs finds it and continues from that step; the
   result equals an uninterrupted run's. The file is removed once training ends.
+- Learning rate: with `lr_decay`, pix2pix's schedule: the optimizers' initial rate for
+  the first half of the planned steps, then a linear decay to zero over the second half
+  (set before every step from the step number, so a resumed run follows it exactly).
 - Time budget: the run stops cleanly before the first step that would start after
   `time_budget` seconds, and says so in its progress and in the model's training record.
 
@@ -87,6 +90,7 @@ class Schedule:
     time_budget: float | None = None
     sample_every: int = 0
     samples: str | None = None
+    lr_decay: bool = False
 
 
 @dataclass
@@ -117,6 +121,7 @@ class Outcome:
             "epochs": round(self._epochs(), 3),
             "batch_size": schedule.batch_size,
             "seed": schedule.seed,
+            "lr_decay": schedule.lr_decay,
             "seconds": round(self.position.seconds, 2),
             "losses": {name: round(value, 6) for name, value in self.losses.items()},
             "stopped": self.stopped,
@@ -360,11 +365,12 @@ class _Session:
                     return
                 self.ctx.check_cancelled()
                 self._check_channels(pair)
+                lr = self._set_learning_rates()
                 losses = self.trainer.step(pair)
                 pos.step += 1
                 pos.offset += len(pair)
                 self.recent.append(losses)
-                info: dict[str, Any] = {**losses, "epoch": pos.epoch + 1}
+                info: dict[str, Any] = {**losses, "epoch": pos.epoch + 1, "lr": lr}
                 if schedule.sample_every and pos.step % schedule.sample_every == 0:
                     info["sample"] = self._write_sample()
                 self.ctx.progress(pos.step, self._total(), **info)
@@ -381,6 +387,19 @@ class _Session:
         pos.epoch += 1
         pos.offset = 0
         pos.epoch_start = pos.step
+
+    def _set_learning_rates(self) -> float:
+        """Apply the decay for the coming step; return the (first) learning rate in use."""
+        total = self._total()
+        groups = [
+            g for optimizer in self.trainer.optimizers.values() for g in optimizer.param_groups
+        ]
+        if self.schedule.lr_decay and total:
+            factor = min(1.0, 2 * (total - self.position.step) / total)
+            for group in groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * factor
+        return groups[0]["lr"]
 
     def _check_channels(self, pair: PairBatch) -> None:
         have = (pair.input.shape[1], pair.target.shape[1])
