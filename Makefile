@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean models
+.PHONY: demo test lint format clean models FORCE
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nodeflow run graphs/pca_eigenimages.toml
+	$(BIN)/nodeflow run graphs/showcase.toml
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -27,15 +27,21 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Retrain the shipped checkpoints from graphs/train_*.toml (1,500 steps each),
-# keep each run's event log in docs/training-logs/, and copy the models into the package.
+# Retrain the shipped checkpoints from graphs/train_*.toml, keep each run's event log
+# (gzipped JSON lines, one event per training step) in docs/training-logs/, and copy the
+# models into the package. Each training runs well on one core, so on a machine with N
+# cores `OMP_NUM_THREADS=1 make -j N models` trains N at a time (docs/models.md: times).
 SHIPPED := denoise superres4 colorize edges2photo autoencoder
-models: $(STAMP)
-	mkdir -p docs/training-logs
-	for name in $(SHIPPED); do \
-		$(BIN)/nodeflow run graphs/train_$$name.toml --no-cache --events jsonl > docs/training-logs/$$name.jsonl || exit 1; \
-	done
+models: $(SHIPPED:%=docs/training-logs/%.jsonl.gz)
+	mkdir -p nodeflow/checkpoints
 	cp graphs/out/models/*.safetensors nodeflow/checkpoints/
+
+docs/training-logs/%.jsonl.gz: graphs/train_%.toml $(STAMP) FORCE
+	mkdir -p docs/training-logs
+	$(BIN)/nodeflow run $< --no-cache --events jsonl > $(basename $@)
+	gzip -f $(basename $@)
+
+FORCE:
 
 clean:
 	rm -rf $(VENV)

@@ -85,19 +85,41 @@ def shipped_models() -> list[dict[str, Any]]:
     for name, path in shipped_checkpoints().items():
         with safe_open(str(path), framework="pt") as handle:
             info = json.loads((handle.metadata() or {}).get(METADATA_KEY, "{}"))
-        found.append({"name": name, "bytes": path.stat().st_size, "path": str(path), **info})
+        entry = {"name": name, "bytes": path.stat().st_size, "path": str(path), **info}
+        found.append({**entry, "description": what_it_does(entry)})
     return found
+
+
+def what_it_does(entry: dict[str, Any]) -> str:
+    """One line on what a checkpoint does, from the ArchInfo fields it records."""
+    task, extra = entry.get("task", ""), entry.get("extra", {})
+    if entry.get("purpose") == "discriminator":
+        judged = f"{task} " if task else ""
+        return f"scores how real {judged}images look, per patch"
+    if task == "colorize":
+        return "colours gray images (predicts ab from Lab lightness)"
+    if task == "denoise":
+        sigma = extra.get("sigma")
+        return "removes Gaussian noise" + (f" of sigma {sigma:g}" if sigma else "")
+    if task == "superres":
+        return f"enlarges images {entry.get('scale', '?')} times"
+    if task == "edges2photo":
+        return "turns edge maps into photos"
+    if task == "autoencode":
+        shape = "x".join(map(str, entry.get("latent_shape", []))) or "small"
+        return f"encodes images to a {shape} latent and decodes them back"
+    return task or entry.get("purpose", "")
 
 
 def model_table(found: list[dict[str, Any]]) -> None:
     table = Table(box=None, header_style="bold")
-    for column in ("name", "task", "architecture", "channels", "size"):
+    for column in ("name", "what it does", "architecture", "channels", "size"):
         table.add_column(column)
     for entry in found:
         channels = f"{entry.get('in_channels', '?')} -> {entry.get('out_channels', '?')}"
         table.add_row(
             entry["name"],
-            entry.get("task") or entry.get("purpose", ""),
+            entry["description"],
             entry.get("arch", "?"),
             channels,
             f"{entry['bytes'] / 1e6:.1f} MB",

@@ -24,6 +24,7 @@ def test_models_lists_shipped_checkpoints(
     table = CliRunner().invoke(main, ["models"], env={"COLUMNS": "120"})
     assert table.exit_code == 0, table.output
     assert "denoise" in table.output and "unet" in table.output and "3 -> 3" in table.output
+    assert "removes Gaussian noise" in table.output
 
     listed = json.loads(CliRunner().invoke(main, ["models", "--json"]).output)
     assert [(m["name"], m["arch"], m["task"]) for m in listed] == [("denoise", "unet", "denoise")]

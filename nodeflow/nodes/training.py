@@ -247,12 +247,15 @@ def _task_fields(first: PairBatch) -> dict[str, Any]:
     """The ArchInfo fields a same-size network trained on these pairs records about its task.
 
     Super-resolution models record their scale and that inputs are enlarged (bicubic)
-    before the network, which is how the `unet` node then feeds them.
+    before the network, which is how the `unet` node then feeds them; denoisers record
+    the noise level they learned.
     """
     fields: dict[str, Any] = {"task": first.task}
     if first.task == "superres":
         fields["scale"] = int(first.info["scale"])
         fields["extra"] = {"upsample_input": True}
+    if first.task == "denoise":
+        fields["extra"] = {"sigma": float(first.info["sigma"])}
     return fields
 
 
