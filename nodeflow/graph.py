@@ -123,8 +123,12 @@ class Graph:
 
     @property
     def base_dir(self) -> Path:
-        """The folder relative paths resolve against."""
-        return self.path.parent if self.path else Path.cwd()
+        """The folder relative paths resolve against, absolute.
+
+        Absolute so that cache keys (which include resolved path params) do not depend on
+        whether the graph was named by a relative or an absolute path, or from which folder.
+        """
+        return (self.path.parent if self.path else Path.cwd()).resolve()
 
     # -- reading -------------------------------------------------------------------------
 

@@ -73,3 +73,43 @@ def test_bf16_precision_runs_on_the_cpu(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(graph), "--precision", "bf16", "--quiet"])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out").glob("*.png"))) == 4
+
+
+TRAIN_GRAPH = """
+version = 1
+
+[nodes.photos]
+type = "sample_images"
+params = { names = "camera", size = 32 }
+
+[nodes.pairs]
+type = "pairs"
+params = { task = "autoencode", crop = 16, crops_per_image = 2 }
+inputs = { image = "photos.image" }
+
+[nodes.train]
+type = "train_autoencoder"
+params = { latent_channels = 2, depth = 1, width = 4, steps = 3, batch_size = 2, samples = "samples" }
+inputs = { dataset = "pairs.dataset" }
+
+[nodes.save]
+type = "save_model"
+params = { path = "out/ae.safetensors" }
+inputs = { model = "train.model" }
+"""
+
+
+def test_a_graph_named_relatively_finds_what_it_cached_by_absolute_path(
+    tmp_path: Path, monkeypatch
+) -> None:
+    graph = tmp_path / "train.toml"
+    graph.write_text(TRAIN_GRAPH)
+    runner = CliRunner()
+    first = runner.invoke(main, ["run", str(graph), "--events", "jsonl"])
+    assert first.exit_code == 0, first.output
+    assert "train" in _started(first.output)
+
+    monkeypatch.chdir(tmp_path)
+    again = runner.invoke(main, ["run", "train.toml", "--events", "jsonl"])
+    assert again.exit_code == 0, again.output
+    assert "train" not in _started(again.output)
