@@ -26,6 +26,7 @@ from nodeflow.training import loop
 from nodeflow.training.datasets import PairBatch, reading_pass
 from nodeflow.training.loop import CHECKPOINT_FILE
 from nodeflow.training.losses import ColorBins, GANLoss, gamut_bins
+from nodeflow.training.negatives import degrade
 
 if TYPE_CHECKING:
     from helpers import TensorSource
@@ -226,6 +227,8 @@ def test_color_bins_encode_weight_and_decode() -> None:
     counts[grey] = 1000.0
     bins.fit_weights(counts)
     assert bins.weights[grey] < bins.weights.median()
+    bins.fit_weights(counts, lam=1.0)  # train_unet's rebalance = 0: every colour alike
+    assert torch.allclose(bins.weights, torch.ones(len(bins)))
     # A pixel's true colour: the loss is lowest for logits that peak at its bin.
     ab = centres[7].reshape(1, 2, 1, 1) + 1.0
     peaked = torch.full((1, len(bins), 1, 1), -1.0)
@@ -388,6 +391,23 @@ def test_train_pix2pix_discriminator_tells_photos_from_noise(run) -> None:
     assert discriminator.info.extra["condition_channels"] == 1
 
 
+def test_negatives_are_blurred_noisy_or_both_at_bounded_strengths() -> None:
+    torch.manual_seed(0)
+    flat = torch.zeros(300, 3, 32, 32)  # blur leaves a flat image as it is; noise does not
+    worse = degrade(flat, (-1.0, 1.0))
+    assert worse.shape == flat.shape and worse.abs().max() <= 1.0
+    spread = worse.flatten(1).std(dim=1) * 255 / 2  # noise sigma on the 0-255 scale
+    untouched = (spread == 0).float().mean()
+    assert 0.25 < untouched < 0.42  # blur alone: a third of them
+    noisy = spread[spread > 0]
+    assert noisy.min() > 9 and noisy.max() < 51
+
+    edge = torch.zeros(6, 1, 32, 32)
+    edge[..., 16:] = 1.0
+    softened = degrade(edge, (0.0, 1.0))[..., 16, 12:20]
+    assert (softened - edge[..., 16, 12:20]).abs().amax(dim=-1).min() > 0.01  # all changed
+
+
 # -- the loop: samples, budgets, epochs, resume, caching ------------------------------------------
 
 
@@ -457,6 +477,7 @@ def test_unusable_crop_sizes_are_explained(run) -> None:
 
 PIX2PIX_RESUME = {
     "generator": "resnet",
+    "negatives": True,  # its random degradations must resume exactly too
     "n_blocks": 1,
     "ngf": 4,
     "ndf": 4,

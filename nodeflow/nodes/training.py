@@ -45,6 +45,7 @@ from nodeflow.training.loop import (
     prepare_module,
 )
 from nodeflow.training.losses import ColorBins, GANLoss, ab_units, reconstruction_loss
+from nodeflow.training.negatives import degrade
 from nodeflow.types import DATASET, IMAGE, MODEL, Stream
 
 DATASET_OUT = {"dataset": Output(DATASET, help="(input, target) training pairs")}
@@ -472,6 +473,13 @@ def _check_residual(first: PairBatch, loss: str) -> None:
         "residual": Bool(
             False, help="predict the correction to the input (restoration: denoise, superres)"
         ),
+        "rebalance": Float(
+            0.5,
+            min=0,
+            max=1,
+            help="classification loss: how much rare colours weigh, 0 like common ones, "
+            "1 by inverse frequency",
+        ),
         **_schedule_params(2e-4),
     },
     mode="collect",
@@ -487,6 +495,7 @@ def train_unet(
     dropout: bool,
     loss: str,
     residual: bool,
+    rebalance: float,
     steps: int,
     epochs: int | None,
     batch_size: int,
@@ -504,9 +513,9 @@ def train_unet(
     colorize models read lightness and return RGB, superres models read the small image
     (enlarged with bicubic interpolation before the network, as in training) and return
     it `scale` times larger. Loss "classification" (colorize only) predicts a distribution
-    over quantized ab bins, weighted towards rare colours (counted in one pass over the
-    data before training), decoded by the annealed mean (Zhang et al. 2016; see
-    nodeflow.training.losses). With `residual` the network learns the difference between
+    over quantized ab bins, weighted towards rare colours by `rebalance` (colours counted
+    in one pass over the data before training; 0.5 is Zhang et al.'s choice), decoded by
+    the annealed mean (Zhang et al. 2016; see nodeflow.training.losses). With `residual` the network learns the difference between
     its input and the target (output = input + network), recorded in the model so the
     `unet` node applies it the same way; for restoration, where the input is most of the
     answer, this trains much faster and better. Pair sides must be multiples of 2**num_downs.
@@ -525,7 +534,8 @@ def train_unet(
                     f"{first.task!r}; use L1 or L2"
                 )
             bins = ColorBins.in_gamut(ctx.device)
-            bins.fit_weights(_colour_counts(bins, dataset, schedule.batch_size, ctx.device))
+            counts = _colour_counts(bins, dataset, schedule.batch_size, ctx.device)
+            bins.fit_weights(counts, lam=1 - rebalance)
             out_channels = len(bins)
             fields["extra"] = bins.to_extra()
         if residual:
@@ -549,6 +559,8 @@ class Pix2PixTrainer:
 
     D learns to call (input, target) real and (input, G(input)) fake; G learns to make D
     call its output real while staying within L1 of the target (weighted by lambda_l1).
+    With `negatives`, each of D's fakes is, at even odds, a degraded target instead (see
+    nodeflow.training.negatives); mixed into one batch, so batch norm cannot tell them apart.
     """
 
     def __init__(
@@ -560,8 +572,10 @@ class Pix2PixTrainer:
         beta1: float,
         lambda_l1: float,
         gan_loss: str,
+        negatives: bool = False,
     ):
         self.generator, self.discriminator = generator, discriminator
+        self.negatives = negatives
         self.g, self.d = generator.net, discriminator.net
         self.value_range = generator.info.value_range
         self.gan = GANLoss(gan_loss)
@@ -587,7 +601,11 @@ class Pix2PixTrainer:
         d_optimizer, g_optimizer = self.optimizers["discriminator"], self.optimizers["generator"]
         self.d.requires_grad_(True)
         d_real = self.gan(self._judge(condition, real), True)
-        d_fake = self.gan(self._judge(condition, fake.detach()), False)
+        fakes = fake.detach()
+        if self.negatives:
+            swap = (torch.rand(len(fakes)) < 0.5).view(-1, 1, 1, 1).to(fakes.device)
+            fakes = torch.where(swap, degrade(real, self.value_range), fakes)
+        d_fake = self.gan(self._judge(condition, fakes), False)
         d_loss = 0.5 * (d_real + d_fake)
         d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -633,6 +651,9 @@ class Pix2PixTrainer:
             ("vanilla", "lsgan"), "vanilla", help="vanilla (BCE) or least-squares GAN loss"
         ),
         "beta1": Float(0.5, min=0, max=0.999, help="Adam beta1"),
+        "negatives": Bool(
+            False, help="also show D blurred and noisy targets as fakes (a better realness scorer)"
+        ),
         **_schedule_params(2e-4),
     },
     mode="collect",
@@ -653,6 +674,7 @@ def train_pix2pix(
     lambda_l1: float,
     gan_loss: str,
     beta1: float,
+    negatives: bool,
     steps: int,
     epochs: int | None,
     batch_size: int,
@@ -671,6 +693,12 @@ def train_pix2pix(
     discriminator, plus lambda_l1 x L1 to the target), with Adam (lr, beta1 0.5) as in the
     pix2pix paper. The generator comes out as `model` (use it with `cgan_generate` or
     `unet`), the discriminator as `discriminator` (use it with `discriminator_score`).
+
+    A discriminator only learns to tell real images from its generator's, so it scores
+    anything unlike both (a blurred or noisy photo) at random. With `negatives`, half of
+    its fakes are the targets blurred, noised or both at random strengths (negative data
+    augmentation, Sinha et al. 2021): it learns that those are not real either, which
+    makes it a realness scorer worth using on new images.
     """
     schedule = Schedule(
         steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
@@ -699,7 +727,8 @@ def train_pix2pix(
              "norm": norm},
             task=first.task,
             conditional=True,
-            extra={"gan_mode": gan_loss, "condition_channels": in_channels},
+            extra={"gan_mode": gan_loss, "condition_channels": in_channels,
+                   "negatives": negatives},
         )  # fmt: skip
         side = min(upsampled_input(first).shape[-2:])
         if side < d.info.min_size:
@@ -709,7 +738,9 @@ def train_pix2pix(
             )
         prepare_module(g.net, ctx.device)
         prepare_module(d.net, ctx.device)
-        return Pix2PixTrainer(g, d, lr=lr, beta1=beta1, lambda_l1=lambda_l1, gan_loss=gan_loss)
+        return Pix2PixTrainer(
+            g, d, lr=lr, beta1=beta1, lambda_l1=lambda_l1, gan_loss=gan_loss, negatives=negatives
+        )
 
     trainer, outcome = fit(build, dataset, schedule, ctx)
     return {
