@@ -29,8 +29,10 @@ format: $(STAMP)
 
 # Retrain the shipped checkpoints from graphs/train_*.toml, keep each run's event log
 # (gzipped JSON lines, one event per training step) in docs/training-logs/, and copy the
-# models into the package. Each training runs well on one core, so on a machine with N
-# cores `OMP_NUM_THREADS=1 make -j N models` trains N at a time (docs/models.md: times).
+# models into the package. Run again after an interruption, a training resumes from its
+# last checkpoint and its log continues the interrupted one. Each training runs well on
+# one core, so on a machine with N cores `OMP_NUM_THREADS=1 make -j N models` trains N at
+# a time (docs/models.md: times).
 SHIPPED := denoise superres4 colorize edges2photo autoencoder
 models: $(SHIPPED:%=docs/training-logs/%.jsonl.gz)
 	mkdir -p nodeflow/checkpoints
@@ -38,7 +40,7 @@ models: $(SHIPPED:%=docs/training-logs/%.jsonl.gz)
 
 docs/training-logs/%.jsonl.gz: graphs/train_%.toml $(STAMP) FORCE
 	mkdir -p docs/training-logs
-	$(BIN)/nodeflow run $< --no-cache --events jsonl > $(basename $@)
+	$(BIN)/nodeflow run $< --no-cache --events jsonl >> $(basename $@)
 	gzip -f $(basename $@)
 
 FORCE:

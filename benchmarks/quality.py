@@ -33,7 +33,8 @@ from nodeflow.plugins import load_registry
 HELD_OUT = "astronaut,coffee,chelsea,camera"
 HELD_OUT_COLOUR = "astronaut,coffee,chelsea"
 SIZE = 256
-# What the denoise, superres4 and autoencoder training graphs learn from.
+# What graphs/train_autoencoder.toml learns from, and at what size.
+AUTOENCODER_SIZE = 512
 TRAINING_PHOTOS = (
     "rocket,motorcycle_left,motorcycle_right,hubble_deep_field,retina,immunohistochemistry,"
     "moon,coins,page,text,brick,grass,gravel"
@@ -41,11 +42,11 @@ TRAINING_PHOTOS = (
 
 
 class Bench:
-    """Runs graph text on the CPU and hands back outputs and stream previews."""
+    """Runs graph text on the `auto` device and hands back the outputs."""
 
     def __init__(self, models: Path | None):
         self.registry = load_registry()
-        self.executor = Executor(self.registry, Cache(Path(tempfile.mkdtemp())), device="cpu")
+        self.executor = Executor(self.registry, Cache(Path(tempfile.mkdtemp())))
         self.models = models
 
     def checkpoint(self, name: str) -> str:
@@ -208,10 +209,10 @@ def autoencoder(bench: Bench) -> list[tuple[str, str]]:
 
     The baseline keeps exactly as many numbers: PCA of 8x8 colour patches with 8
     components (8 numbers per 8x8 patch, as the latent has), fitted on the autoencoder's
-    own training photos.
+    own training photos, read at the same size.
     """
     text = photos()
-    text += node("training", "sample_images", {}, names=TRAINING_PHOTOS, size=SIZE)
+    text += node("training", "sample_images", {}, names=TRAINING_PHOTOS, size=AUTOENCODER_SIZE)
     text += node("model", "load_model", {}, checkpoint=bench.checkpoint("autoencoder"))
     text += node("latent", "encode", {"image": "photos.image", "model": "model.model"})
     text += node("decoded", "decode", {"latent": "latent.latent", "model": "model.model"})
@@ -237,7 +238,8 @@ def pca(bench: Bench) -> list[tuple[str, str]]:
     patches = torch.nn.functional.unfold(images.double(), 8, stride=8).transpose(1, 2)
     samples = patches.reshape(-1, 64).numpy()
     reference = PCA(n_components=16, svd_solver="full").fit(samples)
-    rebuilt = reference.inverse_transform(reference.transform(samples))
+    # pca_reconstruct clamps its images to [0, 1]; so does the reference here.
+    rebuilt = np.clip(reference.inverse_transform(reference.transform(samples)), 0, 1)
     theirs = float(((rebuilt - samples) ** 2).mean())
     return [
         ("PCA 16 of 8x8 patches: reconstruction MSE, nodeflow", f"{ours:.6f}"),

@@ -9,7 +9,10 @@
    data (the photos decoded once, fresh random crops and Canny edges every pass, made by
    the same `make_pairs`). Target: ratio at most 1.05.
 3. Peak memory of U-Net inference on one 4096 x 4096 image, tiled (512) against untiled,
-   each in a fresh process.
+   each in a fresh process: the process's peak RSS, and on a GPU also the peak of memory
+   allocated on it.
+
+Everything runs on the `auto` device (the GPU when there is one), both sides alike.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import torch
 
 from nodeflow.engine import Cache, Executor
+from nodeflow.engine.device import resolve_device
 from nodeflow.engine.events import NodeFinished
 from nodeflow.graph import Graph
 from nodeflow.models.checkpoint import new_model, save_model
@@ -37,6 +41,7 @@ from nodeflow.training.loop import memory_format
 COUNT, SIZE, BATCH = 64, 128, 16  # random_image streams batches of 16
 REPEATS = 5
 UNET = {"in_channels": 3, "out_channels": 3, "num_downs": 5, "ngf": 16}
+DEVICE = resolve_device("auto")
 
 
 def _unet_file(folder: Path) -> Path:
@@ -68,20 +73,20 @@ def inference_throughput(folder: Path) -> tuple[float, float]:
     registry = load_registry()
     graph = _graph(checkpoint, SIZE, COUNT, tile=4096)
     # The model is loaded once and kept in the memory cache, as the plain loop keeps it.
-    executor = Executor(registry, Cache(folder / "cache"), device="cpu")
+    executor = Executor(registry, Cache(folder / "cache"), device=str(DEVICE))
     assert executor.run(graph, targets=["out"]).ok  # warm-up
     graph_s = _best(lambda: executor.run(graph, targets=["out"]))
 
     from nodeflow.models.checkpoint import load_model
 
-    net = prepare(load_model(checkpoint, registry), torch.device("cpu"))
+    net = prepare(load_model(checkpoint, registry), DEVICE)
 
     def plain_loop() -> None:
         generator = torch.Generator().manual_seed(0)
         with torch.inference_mode():
             for _ in range(COUNT // BATCH):
-                x = torch.rand(BATCH, 3, SIZE, SIZE, generator=generator)
-                forward(net, x).clamp(0, 1)
+                x = torch.rand(BATCH, 3, SIZE, SIZE, generator=generator).to(DEVICE)
+                forward(net, x).clamp(0, 1).cpu()
 
     plain_loop()  # warm-up
     plain_s = _best(plain_loop)
@@ -123,7 +128,7 @@ params = {{ num_downs = 5, ngf = 16, ndf = 16, steps = {STEPS}, batch_size = {G_
 inputs = {{ dataset = "pairs.dataset" }}
 """
     )
-    executor = Executor(load_registry(), Cache(enabled=False), device="cpu")
+    executor = Executor(load_registry(), Cache(enabled=False), device=str(DEVICE))
     seconds: list[float] = []
 
     def on_event(event: object) -> None:
@@ -139,14 +144,13 @@ inputs = {{ dataset = "pairs.dataset" }}
 
 def pix2pix_plain_step() -> float:
     """Seconds per step of the same training written as a plain torch loop."""
-    device = torch.device("cpu")
-    fmt = memory_format(device)
+    fmt = memory_format(DEVICE)
     photos = torch.stack([_read_sample(path, 256, False) for _, path in _chosen_photos(PHOTOS)])
 
     def run() -> None:
         torch.manual_seed(0)
-        g = new_model("unet", GENERATOR).net.to(memory_format=fmt).train()
-        d = new_model("patchgan", DISCRIMINATOR).net.to(memory_format=fmt).train()
+        g = new_model("unet", GENERATOR).net.to(DEVICE, memory_format=fmt).train()
+        d = new_model("patchgan", DISCRIMINATOR).net.to(DEVICE, memory_format=fmt).train()
         g_opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
         d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
         bce = torch.nn.BCEWithLogitsLoss()
@@ -157,8 +161,9 @@ def pix2pix_plain_step() -> float:
                 crops_per_image=CROPS_PER_IMAGE, flip=True, sigma=0.0, scale=1,
             )  # fmt: skip
             for start in range(0, len(pairs.input), G_BATCH):
-                edges = (pairs.input[start : start + G_BATCH] * 2 - 1).contiguous(memory_format=fmt)
-                real = pairs.target[start : start + G_BATCH] * 2 - 1
+                edges = pairs.input[start : start + G_BATCH].to(DEVICE) * 2 - 1
+                edges = edges.contiguous(memory_format=fmt)
+                real = pairs.target[start : start + G_BATCH].to(DEVICE) * 2 - 1
                 fake = g(edges)
                 d_real = d(torch.cat([edges, real], 1))
                 d_fake = d(torch.cat([edges, fake.detach()], 1))
@@ -185,15 +190,16 @@ def pix2pix_plain_step() -> float:
 
 def _peak_memory_child(checkpoint: str, tile: int) -> None:
     registry = load_registry()
-    result = Executor(registry, Cache(enabled=False), device="cpu").run(
+    result = Executor(registry, Cache(enabled=False), device=str(DEVICE)).run(
         _graph(Path(checkpoint), 4096, 1, tile), targets=["out"]
     )
     assert result.ok, result.failed
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mb": peak_kb / 1024}))
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if DEVICE.type == "cuda" else None
+    print(json.dumps({"peak_mb": peak_kb / 1024, "gpu_mb": gpu}))
 
 
-def peak_memory(folder: Path, tile: int) -> float:
+def peak_memory(folder: Path, tile: int) -> tuple[dict, float]:
     checkpoint = folder / "unet.safetensors"
     code = (
         "import sys; sys.path.insert(0, 'benchmarks'); import throughput; "
@@ -201,7 +207,7 @@ def peak_memory(folder: Path, tile: int) -> float:
     )
     began = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"], time.perf_counter() - began
+    return json.loads(out.stdout.strip().splitlines()[-1]), time.perf_counter() - began
 
 
 def main() -> int:
@@ -209,26 +215,23 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="nodeflow-throughput-"))
     graph_ips, plain_ips = inference_throughput(folder)
     graph_step, plain_step = pix2pix_graph_step(folder), pix2pix_plain_step()
-    tiled_mb, tiled_s = peak_memory(folder, tile=512)
-    untiled_mb, untiled_s = peak_memory(folder, tile=8192)
+    tiled, tiled_s = peak_memory(folder, tile=512)
+    untiled, untiled_s = peak_memory(folder, tile=8192)
     rows = [
+        ("device", str(DEVICE), ""),
         (f"U-Net inference {SIZE}px, nodeflow graph", f"{graph_ips:.1f} img/s", ""),
         (f"U-Net inference {SIZE}px, plain torch loop", f"{plain_ips:.1f} img/s", ""),
         ("graph / plain", f"{graph_ips / plain_ips:.3f}", ">= 0.95"),
         ("pix2pix training step, nodeflow graph", f"{graph_step * 1000:.0f} ms", ""),
         ("pix2pix training step, plain torch loop", f"{plain_step * 1000:.0f} ms", ""),
         ("graph / plain", f"{graph_step / plain_step:.3f}", "<= 1.05"),
-        (
-            "4096x4096 U-Net inference, tiled 512: peak RSS",
-            f"{tiled_mb:.0f} MB",
-            f"{tiled_s:.1f} s",
-        ),
-        (
-            "4096x4096 U-Net inference, untiled: peak RSS",
-            f"{untiled_mb:.0f} MB",
-            f"{untiled_s:.1f} s",
-        ),
     ]
+    for name, peak, seconds in (("tiled 512", tiled, tiled_s), ("untiled", untiled, untiled_s)):
+        rows.append((f"4096x4096 U-Net inference, {name}: peak RSS",
+                     f"{peak['peak_mb']:.0f} MB", f"{seconds:.1f} s"))  # fmt: skip
+        if peak["gpu_mb"] is not None:
+            rows.append((f"4096x4096 U-Net inference, {name}: peak GPU memory",
+                         f"{peak['gpu_mb']:.0f} MB", ""))  # fmt: skip
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>12}  {note}")

@@ -111,9 +111,16 @@ def what_it_does(entry: dict[str, Any]) -> str:
     return task or entry.get("purpose", "")
 
 
+def training_summary(record: dict[str, Any] | None) -> str:
+    """ "8000 steps, 14 min" from a trained model's record (time summed over resumed runs)."""
+    if not record:
+        return "-"
+    return f"{record['steps']} steps, {record['seconds'] / 60:.0f} min"
+
+
 def model_table(found: list[dict[str, Any]]) -> None:
     table = Table(box=None, header_style="bold")
-    for column in ("name", "what it does", "architecture", "channels", "size"):
+    for column in ("name", "what it does", "architecture", "channels", "trained", "size"):
         table.add_column(column)
     for entry in found:
         channels = f"{entry.get('in_channels', '?')} -> {entry.get('out_channels', '?')}"
@@ -122,6 +129,7 @@ def model_table(found: list[dict[str, Any]]) -> None:
             entry["description"],
             entry.get("arch", "?"),
             channels,
+            training_summary(entry.get("extra", {}).get("training")),
             f"{entry['bytes'] / 1e6:.1f} MB",
         )
     Console().print(table)

@@ -18,16 +18,21 @@ def test_models_lists_shipped_checkpoints(
 ) -> None:
     monkeypatch.setattr(checkpoint, "SHIPPED_FOLDER", tmp_path)
     model = new_model("unet", {"in_channels": 3, "out_channels": 3, "num_downs": 3, "ngf": 4},
-                      registry, task="denoise")  # fmt: skip
+                      registry, task="denoise",
+                      extra={"sigma": 25.0, "training": {"steps": 1200, "seconds": 600.0}})  # fmt: skip
     save_model(model, tmp_path / "denoise.safetensors")
+    untrained = new_model("patchgan", {"in_channels": 3}, registry, purpose="discriminator")
+    save_model(untrained, tmp_path / "judge.safetensors")
 
     table = CliRunner().invoke(main, ["models"], env={"COLUMNS": "120"})
     assert table.exit_code == 0, table.output
     assert "denoise" in table.output and "unet" in table.output and "3 -> 3" in table.output
-    assert "removes Gaussian noise" in table.output
+    assert "removes Gaussian noise of sigma 25" in table.output
+    assert "1200 steps, 10 min" in table.output
+    assert "scores how real images look" in table.output
 
     listed = json.loads(CliRunner().invoke(main, ["models", "--json"]).output)
-    assert [(m["name"], m["arch"], m["task"]) for m in listed] == [("denoise", "unet", "denoise")]
+    assert [(m["name"], m["arch"]) for m in listed] == [("denoise", "unet"), ("judge", "patchgan")]
 
 
 def test_models_says_when_none_are_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
