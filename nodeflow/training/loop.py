@@ -250,13 +250,14 @@ def fit(
 
     `build` gets the first batch of pass 0 (on the device) to size the networks from; it
     runs with the global RNG seeded from `schedule.seed`, so weight init is reproducible.
+    A fresh run trains on that same pass, so its pairs are made once, not twice.
     """
     started = time.perf_counter()
     device = ctx.device
     ctx.manual_progress = True  # progress is counted in steps, not in dataset batches
-    with forked_rng(device):
-        with contextlib.closing(pass_batches(dataset, 0, schedule.batch_size, device)) as first:
-            batch = next(first, None)
+    rest = pass_batches(dataset, 0, schedule.batch_size, device)
+    with forked_rng(device), contextlib.closing(rest):
+        batch = next(rest, None)
         if batch is None:
             raise ValueError(
                 "the dataset gave no training pairs: are the source images at least as "
@@ -270,8 +271,15 @@ def fit(
             torch.manual_seed(schedule.seed)
             session = _Session(build(batch), dataset, schedule, ctx, batch, started)
             resumed = False
+        if not resumed:
+            session.first_pass = _chained(batch, rest)
         session.run(resumed)
     return session.trainer, session.outcome
+
+
+def _chained(first: PairBatch, rest: Iterator[PairBatch]) -> Iterator[PairBatch]:
+    yield first
+    yield from rest
 
 
 class _Session:
@@ -300,6 +308,7 @@ class _Session:
         self.checkpoint = ctx.work_dir / CHECKPOINT_FILE
         self.samples = Path(schedule.samples) if schedule.samples else ctx.work_dir / "samples"
         self.last_sample = -1
+        self.first_pass: Iterator[PairBatch] | None = None  # pass 0, already begun by fit
 
     # -- length ------------------------------------------------------------------------------
 
@@ -356,9 +365,11 @@ class _Session:
     def _run_epoch(self) -> None:
         """Train on the rest of the current pass, or until finished or out of time."""
         pos, schedule = self.position, self.schedule
-        batches = pass_batches(
-            self.dataset, pos.epoch, schedule.batch_size, self.ctx.device, skip=pos.offset
-        )
+        batches, self.first_pass = self.first_pass, None
+        if batches is None:
+            batches = pass_batches(
+                self.dataset, pos.epoch, schedule.batch_size, self.ctx.device, skip=pos.offset
+            )
         with contextlib.closing(batches):
             for pair in batches:
                 if self._out_of_time():
