@@ -33,6 +33,7 @@ from nodeflow.plugins import load_registry
 HELD_OUT = "astronaut,coffee,chelsea,camera"
 HELD_OUT_COLOUR = "astronaut,coffee,chelsea"
 SIZE = 256
+CROPS = 32  # random 64x64 crops of each held-out colour photo the discriminator judges
 # What graphs/train_autoencoder.toml learns from, and at what size.
 AUTOENCODER_SIZE = 512
 TRAINING_PHOTOS = (
@@ -184,7 +185,7 @@ def discriminator(bench: Bench) -> list[tuple[str, str]]:
     scores = {}
     for name in ("real", "generated", "worse"):
         per_seed = []
-        for seed in range(8):  # eight crops of each photo
+        for seed in range(CROPS):
             graph = text.replace("seed = 3", f"seed = {seed}")
             outputs = bench.run(graph, [f"score_{name}"])
             stream = outputs[f"score_{name}"]["score"]

@@ -15,6 +15,7 @@ GRAPHS = sorted((Path(__file__).parent.parent / "graphs").glob("*.toml"))
 # Shrink every graph to seconds: small photos and crops, tiny networks, a few steps.
 SMALL = {
     "sample_images": {"size": 48},
+    "random_image": {"size": 48},
     "pairs": {"crop": 32, "crops_per_image": 2},
     "train_unet": {"steps": 2, "num_downs": 3, "ngf": 4, "sample_every": 0},
     "train_pix2pix": {"steps": 2, "num_downs": 3, "ngf": 4, "ndf": 4, "sample_every": 0},
