@@ -120,15 +120,17 @@ def training_summary(record: dict[str, Any] | None) -> str:
 
 def model_table(found: list[dict[str, Any]]) -> None:
     table = Table(box=None, header_style="bold")
-    for column in ("name", "what it does", "architecture", "channels", "trained", "size"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    table.add_column("what it does", ratio=1)
+    table.add_column("network", no_wrap=True)
+    table.add_column("trained", no_wrap=True)
+    table.add_column("size", no_wrap=True, justify="right")
     for entry in found:
-        channels = f"{entry.get('in_channels', '?')} -> {entry.get('out_channels', '?')}"
+        channels = f"{entry.get('in_channels', '?')}->{entry.get('out_channels', '?')}"
         table.add_row(
             entry["name"],
             entry["description"],
-            entry.get("arch", "?"),
-            channels,
+            f"{entry.get('arch', '?')} {channels}",
             training_summary(entry.get("extra", {}).get("training")),
             f"{entry['bytes'] / 1e6:.1f} MB",
         )

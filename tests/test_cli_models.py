@@ -26,7 +26,7 @@ def test_models_lists_shipped_checkpoints(
 
     table = CliRunner().invoke(main, ["models"], env={"COLUMNS": "120"})
     assert table.exit_code == 0, table.output
-    assert "denoise" in table.output and "unet" in table.output and "3 -> 3" in table.output
+    assert "denoise" in table.output and "unet 3->3" in table.output
     assert "removes Gaussian noise of sigma 25" in table.output
     assert "1200 steps, 10 min" in table.output
     assert "scores how real images look" in table.output
