@@ -34,12 +34,7 @@ HELD_OUT = "astronaut,coffee,chelsea,camera"
 HELD_OUT_COLOUR = "astronaut,coffee,chelsea"
 SIZE = 256
 CROPS = 32  # random 64x64 crops of each held-out colour photo the discriminator judges
-# What graphs/train_autoencoder.toml learns from, and at what size.
-AUTOENCODER_SIZE = 512
-TRAINING_PHOTOS = (
-    "rocket,motorcycle_left,motorcycle_right,hubble_deep_field,retina,immunohistochemistry,"
-    "moon,coins,page,text,brick,grass,gravel"
-)
+AUTOENCODER_GRAPH = Path(__file__).parent.parent / "graphs" / "train_autoencoder.toml"
 
 
 class Bench:
@@ -212,8 +207,9 @@ def autoencoder(bench: Bench) -> list[tuple[str, str]]:
     components (8 numbers per 8x8 patch, as the latent has), fitted on the autoencoder's
     own training photos, read at the same size.
     """
+    learned_from = Graph.load(AUTOENCODER_GRAPH).nodes["photos"].params
     text = photos()
-    text += node("training", "sample_images", {}, names=TRAINING_PHOTOS, size=AUTOENCODER_SIZE)
+    text += node("training", "sample_images", {}, **learned_from)
     text += node("model", "load_model", {}, checkpoint=bench.checkpoint("autoencoder"))
     text += node("latent", "encode", {"image": "photos.image", "model": "model.model"})
     text += node("decoded", "decode", {"latent": "latent.latent", "model": "model.model"})

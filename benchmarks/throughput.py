@@ -91,22 +91,33 @@ def inference_throughput(folder: Path) -> tuple[float, float]:
 
     plain_loop()  # warm-up
     graph_s, plain_s = _best_of_each(
-        lambda: executor.run(graph, targets=["out"]), plain_loop, INFERENCE_REPEATS
+        _timed(lambda: executor.run(graph, targets=["out"])), _timed(plain_loop), INFERENCE_REPEATS
     )
     return COUNT / graph_s, COUNT / plain_s
 
 
-def _best_of_each(graph, plain, repeats: int) -> tuple[float, float]:
+def _timed(fn: Callable[[], object]) -> Callable[[], float]:
+    """`fn`, returning the seconds it took."""
+
+    def run() -> float:
+        began = time.perf_counter()
+        fn()
+        return time.perf_counter() - began
+
+    return run
+
+
+def _best_of_each(
+    graph: Callable[[], float], plain: Callable[[], float], repeats: int
+) -> tuple[float, float]:
     """The fastest of `repeats` timings of each, taken in turns so both see the same machine.
 
-    A callable may return its own time (a node's time without the graph's set-up).
+    Each callable returns the seconds it took.
     """
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        for fn, taken in zip((graph, plain), times, strict=True):
-            began = time.perf_counter()
-            own = fn()
-            taken.append(own if isinstance(own, float) else time.perf_counter() - began)
+        times[0].append(graph())
+        times[1].append(plain())
     return min(times[0]), min(times[1])
 
 
@@ -118,12 +129,12 @@ DISCRIMINATOR = {"in_channels": 4, "ndf": 16, "n_layers": 3}
 
 def pix2pix_steps() -> tuple[float, float]:
     """Seconds per training step: train_pix2pix in a graph, and the plain torch loop."""
-    graph_s, plain_s = _best_of_each(pix2pix_graph(), pix2pix_plain(), TRAINING_REPEATS)
+    graph_s, plain_s = _best_of_each(pix2pix_graph(), _timed(pix2pix_plain()), TRAINING_REPEATS)
     return graph_s / STEPS, plain_s / STEPS
 
 
 def pix2pix_graph() -> Callable[[], float]:
-    """A run of train_pix2pix in a graph, giving the node's own time."""
+    """A run of train_pix2pix in a graph, giving the node's own time (without graph set-up)."""
     graph = Graph.parse(
         f"""
 version = 1
@@ -136,8 +147,15 @@ params = {{ task = "edges2photo", crop = {CROP}, crops_per_image = {CROPS_PER_IM
 inputs = {{ image = "photos.image" }}
 [nodes.train]
 type = "train_pix2pix"
-params = {{ num_downs = 5, ngf = 16, ndf = 16, steps = {STEPS}, batch_size = {G_BATCH}, sample_every = 0, lr_decay = false }}
 inputs = {{ dataset = "pairs.dataset" }}
+[nodes.train.params]
+num_downs = 5
+ngf = 16
+ndf = 16
+steps = {STEPS}
+batch_size = {G_BATCH}
+sample_every = 0
+lr_decay = false
 """
     )
     executor = Executor(load_registry(), Cache(enabled=False), device=str(DEVICE))

@@ -112,7 +112,7 @@ def what_it_does(entry: dict[str, Any]) -> str:
 
 
 def training_summary(record: dict[str, Any] | None) -> str:
-    """ "8000 steps, 14 min" from a trained model's record (time summed over resumed runs)."""
+    """Steps and minutes from a trained model's record (time summed over resumed runs)."""
     if not record:
         return "-"
     return f"{record['steps']} steps, {record['seconds'] / 60:.0f} min"

@@ -515,10 +515,10 @@ def train_unet(
     it `scale` times larger. Loss "classification" (colorize only) predicts a distribution
     over quantized ab bins, weighted towards rare colours by `rebalance` (colours counted
     in one pass over the data before training; 0.5 is Zhang et al.'s choice), decoded by
-    the annealed mean (Zhang et al. 2016; see nodeflow.training.losses). With `residual` the network learns the difference between
-    its input and the target (output = input + network), recorded in the model so the
-    `unet` node applies it the same way; for restoration, where the input is most of the
-    answer, this trains much faster and better. Pair sides must be multiples of 2**num_downs.
+    the annealed mean (Zhang et al. 2016; see nodeflow.training.losses). With `residual`
+    the network learns the difference between its input and the target (output = input +
+    network), recorded in the model so the `unet` node applies it the same way; for
+    restoration, where the input is most of the answer, this trains much faster and better. Pair sides must be multiples of 2**num_downs.
     """
     schedule = Schedule(
         steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay

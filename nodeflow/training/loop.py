@@ -271,9 +271,7 @@ def fit(
             torch.manual_seed(schedule.seed)
             session = _Session(build(batch), dataset, schedule, ctx, batch, started)
             resumed = False
-        if not resumed:
-            session.first_pass = _chained(batch, rest)
-        session.run(resumed)
+        session.run(resumed, None if resumed else _chained(batch, rest))
     return session.trainer, session.outcome
 
 
@@ -308,7 +306,6 @@ class _Session:
         self.checkpoint = ctx.work_dir / CHECKPOINT_FILE
         self.samples = Path(schedule.samples) if schedule.samples else ctx.work_dir / "samples"
         self.last_sample = -1
-        self.first_pass: Iterator[PairBatch] | None = None  # pass 0, already begun by fit
 
     # -- length ------------------------------------------------------------------------------
 
@@ -341,13 +338,15 @@ class _Session:
 
     # -- running -----------------------------------------------------------------------------
 
-    def run(self, resumed: bool) -> None:
+    def run(self, resumed: bool, first_pass: Iterator[PairBatch] | None) -> None:
+        """Train to the end; `first_pass`, when given, is pass 0 as fit already began it."""
         first_info = {"resumed": self.position.step} if resumed else {}
         self.ctx.progress(self.position.step, self._total(), **first_info)
         self.seconds_before = self.position.seconds
         try:
             while not self._finished() and not self._out_of_time():
-                self._run_epoch()
+                self._run_epoch(first_pass)
+                first_pass = None
         except RunCancelled:
             self._save()
             raise
@@ -362,10 +361,12 @@ class _Session:
         with contextlib.suppress(OSError):  # kept when it holds sample grids
             self.checkpoint.parent.rmdir()
 
-    def _run_epoch(self) -> None:
-        """Train on the rest of the current pass, or until finished or out of time."""
+    def _run_epoch(self, batches: Iterator[PairBatch] | None) -> None:
+        """Train on the rest of the current pass, or until finished or out of time.
+
+        `batches` is that pass when the caller has already begun it.
+        """
         pos, schedule = self.position, self.schedule
-        batches, self.first_pass = self.first_pass, None
         if batches is None:
             batches = pass_batches(
                 self.dataset, pos.epoch, schedule.batch_size, self.ctx.device, skip=pos.offset
