@@ -20,9 +20,17 @@ EXIT_CANCELLED = 130
 
 
 def _registry() -> Registry:
+    """The registry with runnable nodes (imports every plugin, and torch)."""
     from nodeflow.plugins import load_registry
 
     return load_registry()
+
+
+def _described_registry() -> Registry:
+    """The registry as its manifest describes it: enough to validate and list, no torch."""
+    from nodeflow.manifest import load_described_registry
+
+    return load_described_registry()
 
 
 def _load(path: str, registry: Registry, overrides: tuple[str, ...] = ()) -> Graph:
@@ -74,6 +82,8 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems and results.")
 @click.option("--events", type=click.Choice(["jsonl"]),
               help="Write every run event as a JSON line on stdout, for scripts.")  # fmt: skip
+@click.option("--traceback", "show_traceback", is_flag=True,
+              help="Print the Python traceback of a failing node (for plugin authors).")  # fmt: skip
 def run(
     graph_file: str,
     overrides: tuple[str, ...],
@@ -84,8 +94,14 @@ def run(
     no_cache: bool,
     quiet: bool,
     events: str | None,
+    show_traceback: bool,
 ) -> None:
-    """Run GRAPH_FILE: everything its output nodes need, reusing cached results."""
+    """Run GRAPH_FILE: everything its output nodes need, reusing cached results.
+
+    Ctrl-C (or SIGTERM) stops at the next batch or training step; a training node saves
+    a checkpoint it resumes from next time. A second signal while that checkpoint is being
+    written waits for it; a third stops at once.
+    """
     from nodeflow.cli_progress import ProgressView, print_results
     from nodeflow.engine.cache import Cache
     from nodeflow.engine.context import CancelToken
@@ -104,17 +120,27 @@ def run(
         raise click.UsageError(str(exc)) from None
 
     cancel = CancelToken()
+    signals = 0
 
-    def on_sigint(_signum: int, _frame: Any) -> None:
-        if cancel.cancelled:
-            raise KeyboardInterrupt
+    def on_signal(_signum: int, _frame: Any) -> None:
+        nonlocal signals
+        signals += 1
         cancel.cancel()
-        click.secho(
-            "\ncancelling at the next batch (Ctrl-C again to stop at once)", err=True, fg="yellow"
-        )
+        if signals == 1:
+            click.secho(
+                "\nstopping at the next batch or training step (a training saves its checkpoint "
+                "first); signal twice more to stop at once",
+                err=True,
+                fg="yellow",
+            )
+        elif signals >= 3:
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    view = ProgressView(quiet=quiet or events is not None, fail_fast=fail_fast, cancel=cancel)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    view = ProgressView(
+        quiet=quiet or events is not None, fail_fast=fail_fast, cancel=cancel,
+        show_traceback=show_traceback,
+    )  # fmt: skip
     handler = view.handle
     if events == "jsonl":
 
@@ -134,7 +160,8 @@ def run(
         click.secho("stopped; no partial output files were left behind", err=True, fg="yellow")
         sys.exit(EXIT_CANCELLED)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if events is None:
         print_results(graph, registry, result, quiet=quiet)
     if result.cancelled:
@@ -151,7 +178,7 @@ def validate(graph_files: tuple[str, ...], as_json: bool) -> None:
     """Check graph files and report every problem at once (exit 2 if any)."""
     from nodeflow.graph import Graph, GraphFileError
 
-    registry = _registry()
+    registry = _described_registry()
     report: dict[str, list[Any]] = {}
     for path in graph_files:
         try:
@@ -180,7 +207,7 @@ def nodes(name: str | None, as_json: bool) -> None:
     """List node types, or show one in full (inputs, outputs, params, doc)."""
     from nodeflow.cli_help import node_detail, node_table
 
-    registry = _registry()
+    registry = _described_registry()
     if name is not None:
         node_type = registry.node_type(name)
         if node_type is None:
@@ -201,7 +228,7 @@ def plugins(as_json: bool) -> None:
     """List plugins: where each came from, what it registered, and any error."""
     from nodeflow.cli_help import plugin_table
 
-    registry = _registry()
+    registry = _described_registry()
     if as_json:
         click.echo(json.dumps([p.to_json() for p in registry.plugins.values()], indent=2))
     else:
@@ -245,21 +272,36 @@ def cache() -> None:
     """Inspect or clear the on-disk result cache."""
 
 
+_KINDS = {
+    "results": "whole results (bases, models, metrics)",
+    "streams": "per-item batches",
+    "sinks": "records of written files",
+    "work": "training work folders",
+    "temporary": "files left by killed runs",
+}
+
+
 @cache.command("info")
 def cache_info() -> None:
-    """Show where the cache is and how much it holds."""
+    """Show where the cache is and what it holds, kind by kind."""
     from nodeflow.engine.cache import Cache
 
     store = Cache()
-    count, size = store.disk_usage()
+    usage = store.disk_usage()
+    total = sum(size for _, size in usage.values())
     click.echo(f"cache folder  {store.folder}")
-    click.echo(f"entries       {count}")
-    click.echo(f"size          {size / 1e6:.1f} MB")
+    for kind, (count, size) in usage.items():
+        click.echo(f"{kind:<12}  {count:>6} entries  {size / 1e6:>9.1f} MB  {_KINDS[kind]}")
+    click.echo(
+        f"{'total':<12}  {sum(c for c, _ in usage.values()):>6} entries  {total / 1e6:>9.1f} MB"
+    )
+    click.echo(f"limit         {store.max_bytes / 1e9:.1f} GB for results and streams "
+               "(NODEFLOW_CACHE_SIZE), least recently used evicted first")  # fmt: skip
 
 
 @cache.command("clear")
 def cache_clear() -> None:
-    """Delete every cached result."""
+    """Delete everything the cache made, training work folders included."""
     from nodeflow.engine.cache import Cache
 
     store = Cache()

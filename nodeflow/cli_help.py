@@ -7,7 +7,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from safetensors import safe_open
 
 from nodeflow.node import NodeType
 from nodeflow.registry import Registry
@@ -83,6 +82,8 @@ def shipped_models() -> list[dict[str, Any]]:
 
     found = []
     for name, path in shipped_checkpoints().items():
+        from safetensors import safe_open
+
         with safe_open(str(path), framework="pt") as handle:
             info = json.loads((handle.metadata() or {}).get(METADATA_KEY, "{}"))
         entry = {"name": name, "bytes": path.stat().st_size, "path": str(path), **info}

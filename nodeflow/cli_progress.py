@@ -24,8 +24,8 @@ from nodeflow.engine.events import (
     NodeFinished,
     NodeProgress,
     NodeStarted,
-    RunFinished,
     RunStarted,
+    RunWarning,
 )
 from nodeflow.engine.executor import RunResult
 from nodeflow.graph import Graph
@@ -44,10 +44,15 @@ class ProgressView:
     """Turns run events into a live progress display on stderr."""
 
     def __init__(
-        self, quiet: bool = False, fail_fast: bool = False, cancel: CancelToken | None = None
+        self,
+        quiet: bool = False,
+        fail_fast: bool = False,
+        cancel: CancelToken | None = None,
+        show_traceback: bool = False,
     ):
         self.console = Console(stderr=True)
         self.quiet = quiet
+        self.show_traceback = show_traceback
         self.progress = Progress(
             SpinnerColumn(finished_text="[green]✓[/]"),
             TextColumn("{task.description}"),
@@ -60,6 +65,8 @@ class ProgressView:
         )
         self.tasks: dict[str, TaskID] = {}
         self.types: dict[str, str] = {}
+        self.counts: dict[str, tuple[int, int | None]] = {}
+        self.skipped_items = 0
 
     def __enter__(self) -> ProgressView:
         self.progress.start()
@@ -81,30 +88,35 @@ class ProgressView:
                     self.console.print(
                         f"[bold]running[/] {len(nodes)} nodes on {device} ({precision})"
                     )
-            case NodeStarted(node=node, type=type_id):
+            case NodeStarted(node=node, type=type_id) if not self.quiet:
                 self.types[node] = type_id
                 self._task(node)
-            case NodeProgress(node=node, done=done, total=total, info=info):
+            case NodeProgress(node=node, done=done, total=total, info=info) if not self.quiet:
+                self.counts[node] = (done, total)
                 self.progress.update(
                     self._task(node), completed=done, total=total, info=_info_text(info)
                 )
-            case NodeFinished(node=node, seconds=seconds, cached=cached):
-                task = self._task(node)
-                current = next(t for t in self.progress.tasks if t.id == task)
-                total = current.total or max(current.completed, 1)
+            case NodeFinished(node=node, seconds=seconds, cached=cached) if not self.quiet:
+                done, total = self.counts.get(node, (0, None))
+                total = total or max(done, 1)
                 note = "[dim]cached[/]" if cached else f"[dim]{seconds:.2f}s[/]"
-                self.progress.update(task, total=total, completed=total, info=note)
+                self.progress.update(self._task(node), total=total, completed=total, info=note)
             case NodeFailed(node=node, type=type_id, message=message, upstream=upstream):
                 if node in self.tasks:
                     self.progress.remove_task(self.tasks.pop(node))
                 if upstream is None:
-                    self.console.print(f"[red]✗ {message}[/]")
+                    self.console.print(f"[red]✗ {message}[/]", highlight=False)
+                    if self.show_traceback and event.traceback:
+                        self.console.print(event.traceback.rstrip(), highlight=False, markup=False)
                 else:
                     self.console.print(f"[dim]✗ {node} {type_id}: {message}[/]")
             case ItemError(node=node, item=item, message=message):
-                self.console.print(f"[yellow]! {node}: skipped {item}: {message}[/]")
-            case RunFinished():
-                pass
+                self.skipped_items += 1
+                self.console.print(
+                    f"[yellow]! {node}: skipped {item}: {message}[/]", highlight=False
+                )
+            case RunWarning(message=message):
+                self.console.print(f"[yellow]! {message}[/]", highlight=False)
 
 
 def print_results(graph: Graph, registry: Registry, result: RunResult, quiet: bool = False) -> None:

@@ -14,13 +14,16 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import tomli_w
 
+from nodeflow import dag
 from nodeflow.atomic import write_text_atomic
 from nodeflow.registry import Registry
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 FORMAT_VERSION = 1
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -259,14 +262,21 @@ class Graph:
         if problems:
             raise GraphFileError(self.path, problems)
 
+    def producers(self) -> dict[str, list[str]]:
+        """For each node, the nodes its inputs link to (only those that exist)."""
+        return {
+            spec.id: [link.node for link in spec.inputs.values() if link.node in self.nodes]
+            for spec in self.nodes.values()
+        }
+
     def digraph(self) -> nx.DiGraph:
-        """The links as a networkx graph, edges from producer to consumer."""
+        """The links as a networkx graph, edges from producer to consumer (for the TUI)."""
+        import networkx as nx
+
         g = nx.DiGraph()
         g.add_nodes_from(self.nodes)
-        for spec in self.nodes.values():
-            for link in spec.inputs.values():
-                if link.node in self.nodes:
-                    g.add_edge(link.node, spec.id)
+        for node_id, producers in self.producers().items():
+            g.add_edges_from((producer, node_id) for producer in producers)
         return g
 
     # -- validation ----------------------------------------------------------------------
@@ -277,20 +287,16 @@ class Graph:
         problems: list[Problem] = []
         for spec in self.nodes.values():
             problems += _check_node(self, spec, registry, locate)
-        g = self.digraph()
-        try:
-            cycle = nx.find_cycle(g)
-        except nx.NetworkXNoCycle:
-            cycle = None
-        if cycle:
-            path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
-            problems.append(
-                Problem(
-                    f"the links form a cycle: {path}; a graph must flow one way",
-                    node=cycle[0][0],
-                    line=locate.node(cycle[0][0]),
+        for cycle in dag.cycles(list(self.nodes), self.producers()):
+            if len(cycle) == 1:
+                message = (
+                    f"node {cycle[0]!r} links to itself (a cycle: {cycle[0]} -> {cycle[0]}); "
+                    "a graph must flow one way"
                 )
-            )
+            else:
+                path = " -> ".join([*cycle, cycle[0]])
+                message = f"the links form a cycle: {path}; a graph must flow one way"
+            problems.append(Problem(message, node=cycle[0], line=locate.node(cycle[0])))
         return problems
 
 

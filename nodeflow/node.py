@@ -203,11 +203,17 @@ def Size(default: Any = _REQUIRED, *, min: float | None = 1, max: float | None =
 
 @dataclass(frozen=True)
 class Input:
-    """A typed input socket; an optional one may be left unlinked (the function gets None)."""
+    """A typed input socket; an optional one may be left unlinked (the function gets None).
+
+    Images read from files travel as 8-bit pixels until a node needs floats: an image input
+    receives float32 in [0, 1] unless it says `uint8=True`, in which case it may also get
+    uint8 B x C x H x W tensors (0..255) as they were decoded, and must handle both.
+    """
 
     type: SocketType
     optional: bool = False
     help: str = ""
+    uint8: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ name. A plugin that fails to import or register is recorded with its error; the 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -161,6 +162,7 @@ def build_registry() -> Registry:
             continue
         loaded.append((record, module))
 
+    _record_unknown_hooks(manager, loaded)
     for hook_name, method in _HOOKS:
         impls = {
             impl.plugin_name: impl for impl in getattr(manager.hook, hook_name).get_hookimpls()
@@ -172,6 +174,24 @@ def build_registry() -> Registry:
             if not _call_hook(record, hook_name, impl.function, getattr(registry, method)):
                 broken.add(record.name)
     return registry
+
+
+def _record_unknown_hooks(
+    manager: pluggy.PluginManager, loaded: list[tuple[PluginRecord, ModuleType]]
+) -> None:
+    """A hook implementation nodeflow has no spec for (a misspelt name) is that plugin's
+    error, named with the closest real hook: what pluggy's `check_pending` would refuse."""
+    records = {record.name: record for record, _ in loaded}
+    real = [name for name, _ in _HOOKS]
+    for hook_name, caller in vars(manager.hook).items():
+        if getattr(caller, "spec", True) is not None:
+            continue
+        close = difflib.get_close_matches(hook_name, real, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (the hooks: {', '.join(real)})"
+        for impl in caller.get_hookimpls():
+            record = records.get(impl.plugin_name)
+            if record is not None:
+                record.errors.append(f"{hook_name!r} is not a nodeflow hook{hint}")
 
 
 def _call_hook(

@@ -241,7 +241,15 @@ def test_a_failure_names_the_node_its_type_and_its_inputs(runner: Runner) -> Non
         "  inputs: image: stream of 3 batches"
     )
     failures = {e.node: e for e in of_type(runner.events, NodeFailed)}
-    assert failures["a_bad"] == NodeFailed("a_bad", "toy.fail", result.failed["a_bad"], None)
+    failure = failures["a_bad"]
+    assert (failure.type, failure.message, failure.upstream) == (
+        "toy.fail",
+        result.failed["a_bad"],
+        None,
+    )
+    assert failure.traceback.startswith("Traceback (most recent call last):")
+    assert "toy.py" in failure.traceback and "scheduler.py" not in failure.traceback
+    assert failure.traceback.rstrip().endswith("ValueError: the toy failed on purpose")
     assert failures["after_bad"].upstream == "a_bad"
     assert "skipped: upstream node 'a_bad' failed" in failures["after_bad"].message
 
@@ -264,8 +272,9 @@ def test_fail_fast_stops_at_the_first_failure(toy: Registry, tmp_path: Path) -> 
     result = runner(Graph.parse(FAILING))
     assert not result.ok
     assert "a_bad" in result.failed
-    assert "b_good" not in started(runner.events)
-    assert "b_good" not in result.outputs
+    assert "after_bad" not in started(runner.events)
+    failed_at = next(i for i, e in enumerate(runner.events) if isinstance(e, NodeFailed))
+    assert not of_type(runner.events[failed_at:], NodeStarted)
     assert isinstance(runner.events[-1], RunFinished) and not runner.events[-1].ok
 
 

@@ -241,7 +241,7 @@ def test_fitted_basis_is_read_from_disk_by_a_new_executor(tensor_source, registr
     assert "fit" in runs[0][0]
     assert "fit" not in runs[1][0] and "comp" in runs[1][0]
     torch.testing.assert_close(runs[1][1], runs[0][1])
-    assert len(list((tmp_path / "shared-cache").glob("*.safetensors"))) == 1
+    assert len(list((tmp_path / "shared-cache").glob("results/*.safetensors"))) == 1
 
 
 def test_long_samples_are_fitted_exactly_by_svd(tensor_source, run_graph):

@@ -231,7 +231,7 @@ def test_cli_plugins_lists_broken_plugins_with_their_errors(
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     assert "RuntimeError: broken on purpose" in rows["broken"]
     assert "register_nodes failed" in rows["halfway"]
-    assert "ok" in rows["toy"] and "8 nodes" in rows["toy"]
+    assert "ok" in rows["toy"] and "9 nodes" in rows["toy"]
 
     listed = json.loads(CliRunner().invoke(main, ["plugins", "--json"]).stdout)
     by_name = {p["name"]: p for p in listed}

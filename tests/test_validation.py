@@ -459,3 +459,17 @@ def test_cli_validate_several_files(toy: Registry, tmp_path: Path) -> None:
     assert f"{good}: ok" in result.stdout
     assert f"{bad}: 1 problem" in result.stderr
     assert "missing required input" in result.stderr
+
+
+def test_every_cycle_and_self_link_is_reported(toy: Registry) -> None:
+    text = (
+        SOURCE
+        + '\n[nodes.a1]\ntype = "toy.scale"\ninputs = { image = "a2.image" }\n'
+        + '[nodes.a2]\ntype = "toy.scale"\ninputs = { image = "a1.image" }\n'
+        + '[nodes.b1]\ntype = "toy.scale"\ninputs = { image = "b2.image" }\n'
+        + '[nodes.b2]\ntype = "toy.scale"\ninputs = { image = "b1.image" }\n'
+        + '[nodes.me]\ntype = "toy.scale"\ninputs = { image = "me.image" }\n'
+    )
+    problems = problems_of(text, toy)
+    assert [p.node for p in problems] == ["a1", "b1", "me"]
+    assert "a1 -> a2 -> a1" in problems[0].message and "b1 -> b2 -> b1" in problems[1].message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,20 +21,25 @@ class RunCancelled(Exception):
 
 
 class CancelToken:
-    """Set from any thread to stop a run at its next check."""
+    """Set from any thread to stop a run at its next check.
 
-    def __init__(self) -> None:
+    A token made with a `parent` is cancelled when its parent is: the scheduler stops its
+    own work (fail-fast) without cancelling the caller's token.
+    """
+
+    def __init__(self, parent: CancelToken | None = None) -> None:
         self._event = threading.Event()
+        self._parent = parent
 
     def cancel(self) -> None:
         self._event.set()
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
 
     def check(self) -> None:
-        if self._event.is_set():
+        if self.cancelled:
             raise RunCancelled("the run was cancelled")
 
 
@@ -54,6 +61,8 @@ class NodeContext:
     manual_progress: bool = False
     started: float = field(default_factory=time.perf_counter)
     written: list[Path] = field(default_factory=list)
+    stored_callbacks: list[Callable[[], None]] = field(default_factory=list)
+    _work_lock: int | None = field(default=None, repr=False)
 
     def progress(self, done: int, total: int | None = None, **info: Any) -> None:
         """Report `done` of `total` units (batches, steps); `info` carries e.g. losses."""
@@ -92,7 +101,24 @@ class NodeContext:
         base = self.cache_folder if self.cache_folder is not None else Path.cwd() / ".nodeflow"
         folder = base / "work" / (self.cache_key or self.node_id)
         folder.mkdir(parents=True, exist_ok=True)
+        if self._work_lock is None:
+            self._work_lock = _lock_folder(folder, self.node_id)
         return folder
+
+    def on_result_stored(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this node's result is safely kept: written to the disk cache,
+        or, with no disk cache, handed on by a run that finished well.
+
+        A training node removes its resumable checkpoint this way, so no stop at any moment
+        (a kill during the cache write, a read-only cache) loses the trained model.
+        """
+        self.stored_callbacks.append(callback)
+
+    def release(self) -> None:
+        """The node is done: let other processes use its work folder."""
+        if self._work_lock is not None:
+            os.close(self._work_lock)
+            self._work_lock = None
 
     def wrote(self, path: Path) -> None:
         """Record a file this node wrote: its cached result is current only while it exists."""
@@ -101,3 +127,26 @@ class NodeContext:
     def check_cancelled(self) -> None:
         """Raise `RunCancelled` if the run was cancelled; call it between steps of long work."""
         self.cancel.check()
+
+
+class FolderBusy(RuntimeError):
+    """Another process is working in the same training folder."""
+
+
+def _lock_folder(folder: Path, node_id: str) -> int:
+    """Hold an exclusive lock on `folder` for this process; FolderBusy if another has it."""
+    path = folder / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise FolderBusy(
+            f"another nodeflow process (pid {holder}) is running node {node_id!r} with the same "
+            f"settings and owns its work folder {folder}; wait for it to finish, or stop it "
+            "and run again to resume from its checkpoint"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd

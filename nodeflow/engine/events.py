@@ -20,6 +20,8 @@ class RunStarted(Event):
     nodes: list[str]
     device: str
     precision: str
+    engine: str = "local"
+    world_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,15 @@ class NodeFailed(Event):
     type: str
     message: str
     upstream: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(frozen=True)
+class RunWarning(Event):
+    """Something the run worked around (a damaged cache entry, a failed cache write)."""
+
+    message: str
+    node: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from nodeflow.api import (
 )
 from nodeflow.api import Path as PathParam
 from nodeflow.atomic import write_text_atomic
+from nodeflow.images import contact_sheet
 
 PSNR_CAP = 100.0
 """PSNR of identical images is infinite; it is reported as this many dB instead."""
@@ -37,22 +37,6 @@ SSIM_SIGMA = 1.5
 def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     resized = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
     return resized.clamp(0, 1)
-
-
-def _sheet(tiles: torch.Tensor, columns: int, padding: int) -> torch.Tensor:
-    """Lay N x C x h x w tiles out row by row on a white C x H x W sheet."""
-    count, channels, height, width = tiles.shape
-    columns = min(columns, count)
-    rows = math.ceil(count / columns)
-    sheet = tiles.new_ones(
-        channels, rows * (height + padding) + padding, columns * (width + padding) + padding
-    )
-    for index, tile in enumerate(tiles):
-        row, column = divmod(index, columns)
-        top = padding + row * (height + padding)
-        left = padding + column * (width + padding)
-        sheet[:, top : top + height, left : left + width] = tile
-    return sheet
 
 
 @node(
@@ -91,7 +75,7 @@ def grid(image: Stream, *, columns: int, padding: int, max_images: int, size: in
         raise ValueError("grid received no images")
     channels = max(tile.shape[1] for tile in tiles)
     stacked = torch.cat([tile.expand(-1, channels, -1, -1) for tile in tiles])
-    return Stream.of(_sheet(stacked, columns, padding)[None], ["grid"])
+    return Stream.of(contact_sheet(stacked, columns, padding)[None], ["grid"])
 
 
 def _psnr(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:

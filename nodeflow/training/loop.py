@@ -47,11 +47,11 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import torch
-import torchvision
 from torch import nn
 
 from nodeflow.atomic import atomic_path
 from nodeflow.engine.context import NodeContext, RunCancelled
+from nodeflow.images import contact_sheet
 from nodeflow.nodes.io import write_image
 from nodeflow.training.datasets import PairBatch, as_pairs, pair_images, reading_pass
 from nodeflow.types import Stream
@@ -357,9 +357,11 @@ class _Session:
             self.ctx.progress(self.position.step, self._total(), stopped=self.outcome.stopped)
         if self.schedule.sample_every and self.last_sample != self.position.step:
             self.ctx.progress(self.position.step, self._total(), sample=self._write_sample())
+        self._save()  # the finished state, kept until the engine has stored the result
+        self.ctx.on_result_stored(self._remove_checkpoint)
+
+    def _remove_checkpoint(self) -> None:
         self.checkpoint.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # kept when it holds sample grids
-            self.checkpoint.parent.rmdir()
 
     def _run_epoch(self, batches: Iterator[PairBatch] | None) -> None:
         """Train on the rest of the current pass, or until finished or out of time.
@@ -441,7 +443,7 @@ class _Session:
             output = self.trainer.predict(self.preview)
         rows = pair_images(self.preview, output)
         tiles = torch.stack([image for item in zip(*rows, strict=True) for image in item])
-        grid = torchvision.utils.make_grid(tiles.cpu(), nrow=3, padding=2, pad_value=1.0)
+        grid = contact_sheet(tiles.cpu(), columns=3, padding=2)
         pixels = (grid * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
         path = self.samples / f"{self.ctx.node_id}-step{self.position.step:06d}.png"
         write_image(path, pixels, "png", self.ctx.graph_json)

@@ -123,6 +123,17 @@ def fail(image: Stream, *, message: str, log: str | None, ctx: Any) -> float:
 
 
 @node(
+    "sum_one_then_other",
+    inputs={"first": Input(IMAGE), "second": Input(IMAGE)},
+    outputs={"value": Output(FLOAT)},
+)
+def sum_one_then_other(first: Stream, second: Stream) -> float:
+    """Sum every value of `first`, then every value of `second` (not in lockstep)."""
+    total = sum(float(batch.sum()) for batch in first.tensors())
+    return total + sum(float(batch.sum()) for batch in second.tensors())
+
+
+@node(
     "crash",
     inputs={"image": Input(IMAGE)},
     outputs={"image": Output(IMAGE)},
@@ -158,7 +169,7 @@ def read_number(*, file: str, log: str | None, ctx: Any) -> float:
     return float(Path(file).read_text(encoding="utf-8"))
 
 
-NODES = (numbers, scale, total, offset, add, fail, crash, read_number)
+NODES = (numbers, scale, total, offset, add, fail, crash, read_number, sum_one_then_other)
 
 
 @hookimpl
