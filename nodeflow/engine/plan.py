@@ -92,10 +92,11 @@ def build_plan(
     order = dag.topological_order([n for n in graph.nodes if n in wanted], producers)
     steps: dict[str, Step] = {}
     consumers: dict[str, list[str]] = {node_id: [] for node_id in order}
+    base_dir = graph.base_dir
     for node_id in order:
         spec = graph.nodes[node_id]
         node_type = registry.nodes[spec.type]
-        params = resolve_params(spec.params, node_type, graph.base_dir)
+        params = resolve_params(spec.params, node_type, base_dir)
         input_keys = {
             name: f"{steps[link.node].key}.{link.output}" for name, link in spec.inputs.items()
         }

@@ -58,6 +58,13 @@ FP16_TRAINING = (
 )
 
 
+def _in_mode(dtype: torch.dtype) -> bool:
+    """Whether this thread already runs as an inference node with `dtype` wants."""
+    return torch.is_inference_mode_enabled() and (
+        dtype == torch.float32 or torch.is_autocast_enabled()
+    )
+
+
 def _nothing() -> None:
     pass
 
@@ -216,12 +223,11 @@ class LocalRun:
 
     def replay(self, node_id: str, output: str) -> Stream:
         """A stream node's output as a re-iterable stream: each pass over it recomputes it."""
-        step = self.plan.steps[node_id]
-        streams, _ = self._closure(step)
-        nodes = [n for n in self.plan.steps if n in streams]
         port = (node_id, output)
 
         def produce() -> Iterator[Batch]:
+            streams, _ = self._closure(self.plan.steps[node_id])
+            nodes = [n for n in self.plan.steps if n in streams]
             steps = PassSteps(self, nodes, live=False)
             for produced in steps:
                 batch = produced.get(port)
@@ -361,6 +367,10 @@ class LocalRun:
                         channel.close(UpstreamFailed(node_id))
 
         steps = PassSteps(self, nodes, live=True, on_fail=on_fail)
+        settings = self.settings
+        inference = all(self.plan.steps[n].node_type.inference for n in nodes)
+        mode = compute_mode(settings.device, settings.dtype, inference)
+        mode.__enter__()
         try:
             for node_id in nodes:
                 self.emit(NodeStarted(node_id, self.plan.steps[node_id].node_type.id))
@@ -384,6 +394,7 @@ class LocalRun:
                 if node_id not in self.failed:
                     self.node_failed(self.plan.steps[node_id], NodeError(node_id, "engine", exc))
         finally:
+            mode.__exit__(None, None, None)
             for port_channels in channels.values():
                 for channel in port_channels:
                     channel.close(
@@ -508,8 +519,11 @@ class LocalRun:
         if node_type.wants_ctx:
             kwargs["ctx"] = ctx
         try:
-            with compute_mode(self.settings.device, self.settings.dtype, node_type.inference):
-                result = node_type.fn(**kwargs)
+            if node_type.inference and _in_mode(self.settings.dtype):
+                result = node_type.fn(**kwargs)  # the pass already set inference mode
+            else:
+                with compute_mode(self.settings.device, self.settings.dtype, node_type.inference):
+                    result = node_type.fn(**kwargs)
             return _as_outputs(step, result)
         except (RunCancelled, NodeError, UpstreamFailed):
             raise
