@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from nodeflow.atomic import atomic_path
 from nodeflow.engine.context import NodeContext, RunCancelled
+from nodeflow.hooks import hookimpl
 from nodeflow.models.checkpoint import (
     check_hparams,
     conv_bias,
@@ -79,7 +80,6 @@ from nodeflow.node import (
     Str,
     node,
 )
-from nodeflow.plugins import hookimpl
 from nodeflow.registry import Architecture
 from nodeflow.types import (
     BOOL,
