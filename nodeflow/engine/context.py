@@ -54,6 +54,7 @@ class NodeContext:
     manual_progress: bool = False
     started: float = field(default_factory=time.perf_counter)
     written: list[Path] = field(default_factory=list)
+    output_root: Path | None = None
 
     def progress(self, done: int, total: int | None = None, **info: Any) -> None:
         """Report `done` of `total` units (batches, steps); `info` carries e.g. losses."""

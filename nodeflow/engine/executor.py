@@ -87,6 +87,7 @@ class Executor:
         device: str = "auto",
         precision: str = "fp32",
         fail_fast: bool = False,
+        output_root: Path | None = None,
     ):
         self.registry = registry
         self.cache = cache if cache is not None else Cache()
@@ -94,6 +95,7 @@ class Executor:
         self.precision = precision
         self.dtype = resolve_precision(precision)
         self.fail_fast = fail_fast
+        self.output_root = output_root
 
     def run(
         self,
@@ -295,6 +297,7 @@ class _Run:
             fail_fast=self.ex.fail_fast,
             cache_key=step.key,
             cache_folder=self.ex.cache.folder,
+            output_root=self.ex.output_root,
         )
 
     def _call(self, node_id: str, step: _Step, inputs: dict[str, Any], ctx: NodeContext) -> dict:
