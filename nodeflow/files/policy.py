@@ -97,10 +97,14 @@ def output_file(path: str | Path, suffix: str, root: Path | None) -> Path:
 
 
 def check_replaceable(path: Path) -> None:
-    """Raise `WriteRefused` when `path` exists as a folder or a read-only file."""
+    """Raise `WriteRefused` when `path` exists as a folder or a read-only file.
+
+    Read-only means this process may not write it, or it has no write permission bit at
+    all (which the superuser, whom the system lets write anything, should respect too).
+    """
     if path.is_dir():
         raise WriteRefused(f"{str(path)!r} is a folder; nodeflow writes a file there only")
-    if path.exists() and not os.access(path, os.W_OK):
+    if path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
         raise WriteRefused(
             f"{str(path)!r} exists and is read-only; nodeflow does not replace read-only "
             "files: make it writable, move it, or write elsewhere"
