@@ -40,34 +40,6 @@ class Link:
         return f"{self.node}.{self.output}"
 
     @classmethod
-    def from_image(cls, path: Path) -> Graph:
-        """The graph that made an image (save_images keeps it in PNG and TIFF files)."""
-        from nodeflow.files.encode import graph_in_image
-
-        try:
-            text = graph_in_image(path)
-        except FileNotFoundError:
-            raise GraphFileError(path, [Problem("no such file")]) from None
-        except OSError as exc:
-            raise GraphFileError(path, [Problem(f"cannot read the image: {exc}")]) from None
-        if text is None:
-            raise GraphFileError(
-                path,
-                [
-                    Problem(
-                        "this image carries no nodeflow graph (the PNG and TIFF files "
-                        "save_images writes carry the graph that made them)"
-                    )
-                ],
-            )
-        try:
-            graph = cls.parse(text, fmt="json")
-        except GraphFileError as exc:
-            raise GraphFileError(path, exc.problems, exc.graph) from None
-        graph.image = path
-        return graph
-
-    @classmethod
     def parse(cls, text: str) -> Link | None:
         node_id, dot, output = text.partition(".")
         if not dot or not NODE_ID.match(node_id) or not output:
@@ -179,6 +151,34 @@ class Graph:
         except (OSError, UnicodeDecodeError) as exc:
             raise GraphFileError(path, [Problem(f"cannot read the file: {exc}")]) from None
         return cls.parse(text, path=path)
+
+    @classmethod
+    def from_image(cls, path: Path) -> Graph:
+        """The graph that made an image (save_images keeps it in PNG and TIFF files)."""
+        from nodeflow.files.encode import graph_in_image
+
+        try:
+            text = graph_in_image(path)
+        except FileNotFoundError:
+            raise GraphFileError(path, [Problem("no such file")]) from None
+        except OSError as exc:
+            raise GraphFileError(path, [Problem(f"cannot read the image: {exc}")]) from None
+        if text is None:
+            raise GraphFileError(
+                path,
+                [
+                    Problem(
+                        "this image carries no nodeflow graph (the PNG and TIFF files "
+                        "save_images writes carry the graph that made them)"
+                    )
+                ],
+            )
+        try:
+            graph = cls.parse(text, fmt="json")
+        except GraphFileError as exc:
+            raise GraphFileError(path, exc.problems, exc.graph) from None
+        graph.image = path
+        return graph
 
     @classmethod
     def parse(cls, text: str, path: Path | None = None, fmt: str | None = None) -> Graph:
