@@ -236,6 +236,7 @@ class NodeType:
     inference: bool = True
     wants_ctx: bool = False
     writes: dict[str, str] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
     plugin: str = field(default="", compare=False)
 
@@ -285,6 +286,7 @@ def node(
     fingerprint: Callable[[dict[str, Any]], str] | None = None,
     inference: bool = True,
     writes: dict[str, str] | None = None,
+    names: tuple[str, ...] = (),
     reads: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], NodeType]:
     """Declare a node type from a function; see the module docstring.
@@ -294,10 +296,12 @@ def node(
     the disk cache across processes. `fingerprint(params)` describes external state a
     source reads (file sizes and times) so the cache sees it change. `inference=False` is
     for nodes that train: they run with autograd on instead of under inference mode.
-    `writes` names the path params a node writes to, each "folder" or "file", and `reads`
-    the path params of image files it reads: validation refuses two nodes writing into one
-    folder or file, and a folder written where the run reads images, unless the writer's
-    `allow_input_folder` param is true (see `nodeflow.files.policy`).
+    `writes` names the path params a node writes to, each "folder" or "file"; `names` the
+    params that choose its file names inside such a folder; `reads` the path params of
+    image files it reads. Validation refuses two nodes writing one file, two nodes of a
+    type writing into one folder with the same `names` values, and a folder written where
+    the run reads images unless the writer's `allow_input_folder` is true (see
+    `nodeflow.files.conflicts`).
     """
     inputs = inputs or {}
     outputs = outputs or {}
@@ -309,7 +313,7 @@ def node(
             raise ValueError(f"node {id!r}: {sorted(clash)} named both as input and param")
         if not (fn.__doc__ or "").strip():
             raise ValueError(f"node {id!r}: give the function a docstring; it is the node's help")
-        undeclared = (set(writes or {}) | set(reads)) - set(params)
+        undeclared = (set(writes or {}) | set(names) | set(reads)) - set(params)
         if undeclared:
             raise ValueError(f"node {id!r}: writes/reads name {sorted(undeclared)}, not params")
         signature = inspect.signature(fn)
@@ -332,6 +336,7 @@ def node(
             inference=inference,
             wants_ctx="ctx" in signature.parameters,
             writes=dict(writes or {}),
+            names=tuple(names),
             reads=tuple(reads),
         )
 

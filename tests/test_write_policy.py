@@ -125,15 +125,19 @@ def test_a_constant_pattern_makes_unique_names(run_graph, tmp_path):
 
 
 def test_two_writers_on_one_folder_are_refused_naming_both(registry, tmp_path):
-    text = graph_text() + (
-        '[nodes.again]\ntype = "save_images"\ninputs = { image = "photos.image" }\n'
-        'params = { folder = "out", format = "jpg" }\n'
-    )
-    problems = Graph.parse(text, path=tmp_path / "g.toml").validate(registry)
+    def graph(pattern: str) -> Graph:
+        text = graph_text(save=', format = "jpg"') + (
+            '[nodes.again]\ntype = "save_images"\ninputs = { image = "photos.image" }\n'
+            f'params = {{ folder = "out", format = "jpg", pattern = "{pattern}" }}\n'
+        )
+        return Graph.parse(text, path=tmp_path / "g.toml")
 
-    (problem,) = problems
+    (problem,) = graph("{name}").validate(registry)
     assert problem.node == "again" and "'out'" in problem.message
     assert "same folder" in problem.message and str(tmp_path / "out") in problem.message
+
+    for pattern in ("kept-{name}", "{node}-{name}"):
+        assert graph(pattern).validate(registry) == []
 
 
 def test_writing_where_the_run_reads_is_refused_unless_asked_for(run_graph, registry, tmp_path):

@@ -1,10 +1,14 @@
 """Writes that would collide, found at validation, before anything is written.
 
-Node types declare the path params they write to (`writes`, folder or file) and the ones
-of image files they read (`reads`). A graph is refused when two params write into the
-same folder or the same file (one would replace the other's files), or when a folder is
-written where the run reads images (the originals could be replaced), unless that writer
-sets `allow_input_folder = true`. Each problem names both nodes.
+Node types declare the path params they write to (`writes`, folder or file), the params
+that choose file names in a folder (`names`), and the path params of image files they
+read (`reads`). A graph is refused, each problem naming both nodes, when
+- two nodes write the same file;
+- two nodes of one type write into one folder with equal `names` values (two save_images
+  with the same pattern and format): one would replace the other's files. A name param
+  holding `{node}` makes names no other node makes;
+- a folder is written where the run reads images (the originals could be replaced),
+  unless that writer sets `allow_input_folder = true`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class _Use:
     param: str
     path: Path
     kind: str  # "folder" or "file" for writes; "recursive" or "flat" for reads
+    names: tuple[Any, ...] | None = None  # for folder writes: what chooses the file names
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -53,7 +58,10 @@ def _uses(graph: Graph, registry: Registry) -> tuple[list[_Use], list[_Use]]:
         for name, kind in node_type.writes.items():
             value = _param(spec, node_type, name)
             if isinstance(value, str) and value:
-                writes.append(_Use(spec.id, name, _resolve(base, value), kind))
+                names = (spec.type, *(_param(spec, node_type, n) for n in node_type.names))
+                unique = any(isinstance(n, str) and "{node}" in n for n in names[1:])
+                path = _resolve(base, value)
+                writes.append(_Use(spec.id, name, path, kind, None if unique else names))
         for name in node_type.reads:
             value = _param(spec, node_type, name)
             if isinstance(value, str) and value:
@@ -73,6 +81,10 @@ def _read_area(spec: Any, node_type: Any, name: str, base: Path, value: str) -> 
     return _Use(spec.id, name, path.parent, "flat")
 
 
+def _what(use: _Use) -> str:
+    return "file" if use.kind == "file" else "file names in the same folder"
+
+
 def write_conflicts(graph: Graph, registry: Registry) -> list[Problem]:
     """Every pair of colliding writes, and every write into a folder the run reads."""
     from nodeflow.graph import Problem
@@ -81,12 +93,16 @@ def write_conflicts(graph: Graph, registry: Registry) -> list[Problem]:
     problems: list[Problem] = []
     for index, later in enumerate(writes):
         for earlier in writes[:index]:
-            if earlier.path == later.path and earlier.kind == later.kind:
+            same_names = later.kind == "file" or (
+                later.names is not None and later.names == earlier.names
+            )
+            if earlier.path == later.path and earlier.kind == later.kind and same_names:
                 problems.append(
                     Problem(
-                        f"writes into the same {later.kind} as node {earlier.node!r} "
+                        f"writes the same {_what(later)} as node {earlier.node!r} "
                         f"({str(later.path)!r}): one would replace the other's files; "
-                        f"give each its own {later.kind}",
+                        f"give each its own {later.kind}"
+                        + ("" if later.kind == "file" else " or file name pattern"),
                         later.node,
                         f"param {later.param!r}",
                     )

@@ -414,6 +414,7 @@ def _as_pixels(batch: torch.Tensor) -> np.ndarray:
     mode="collect",
     output_node=True,
     writes={"folder": "folder"},
+    names=("pattern", "format"),
 )
 def save_images(
     image: Stream,
