@@ -161,7 +161,7 @@ class Graph:
             text = graph_in_image(path)
         except FileNotFoundError:
             raise GraphFileError(path, [Problem("no such file")]) from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # Pillow refuses oversized text chunks
             raise GraphFileError(path, [Problem(f"cannot read the image: {exc}")]) from None
         if text is None:
             raise GraphFileError(

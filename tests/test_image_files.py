@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from nodeflow.engine.events import ItemError
 
@@ -57,6 +57,21 @@ def test_a_portrait_phone_jpeg_comes_out_upright(run_graph, tmp_path):
     assert tuple(image.shape) == (3, 32, 16)
     assert image[:, :14].mean() > 0.95  # the white left half is now the top half
     assert image[:, 18:].mean() < 0.05
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_turns_like_pillows_exif_transpose(run_graph, tmp_path, orientation):
+    stored = RNG.integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[274] = orientation
+    Image.fromarray(stored).save(tmp_path / "turned.png", exif=exif)
+    with Image.open(tmp_path / "turned.png") as image:
+        expected = np.asarray(ImageOps.exif_transpose(image))
+
+    result, _ = run_graph(load_graph("load_image", "turned.png"))
+
+    image = loaded(result)[0].data[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(np.rint(image * 255).astype(np.uint8), expected)
 
 
 # -- frames ----------------------------------------------------------------------------------

@@ -53,8 +53,6 @@ from nodeflow.files.policy import (
     safe_item_name,
 )
 
-__all__ = ["list_images", "read_image", "write_image"]
-
 # Photo name -> file inside skimage.data's folder; read from there so nothing is downloaded.
 COLOUR_SAMPLES = {
     "astronaut": "astronaut.png",
@@ -434,10 +432,12 @@ def save_images(
     name), {index} counts images from 0 across the whole stream, {node} is this node's id.
     Two images that would get the same file name are made unique (`photo-2.png`, ...).
     A file already in the folder is replaced only when this node writes that same name,
-    never when it is read-only; other files are left alone. Validation refuses a folder
-    another node writes into, and one the run reads images from unless
-    allow_input_folder is true. Each file is written atomically. PNG and TIFF files keep
-    the graph that made them (`nodeflow graph-of FILE`, `nodeflow run FILE`).
+    never when it is read-only; other files are left alone. Validation refuses another
+    save_images writing the same names (pattern and format) into the folder, and a folder
+    the run reads images from unless allow_input_folder is true. Each file is written
+    atomically. PNG and TIFF files keep the graph that made them (`nodeflow graph-of
+    FILE`, `nodeflow run FILE`). 16-bit colour PNG is written by imagecodecs, TIFF by
+    tifffile, the rest by Pillow.
     """
     _check_pattern(pattern)
     if bit_depth not in (8, 16):
