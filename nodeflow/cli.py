@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -69,6 +70,9 @@ def main() -> None:
 
 @main.command()
 @click.argument("graph_file", type=click.Path(dir_okay=False))
+@click.option("--output-root", type=click.Path(file_okay=False),
+              help="Refuse every write outside DIR (default for a graph taken from an image: "
+              "the current folder).")  # fmt: skip
 @click.option("--set", "overrides", multiple=True, metavar="NODE.PARAM=VALUE",
               help="Override a param without editing the file (repeatable).")  # fmt: skip
 @click.option("--only", "targets", multiple=True, metavar="NODE",
@@ -86,6 +90,7 @@ def main() -> None:
               help="Print the Python traceback of a failing node (for plugin authors).")  # fmt: skip
 def run(
     graph_file: str,
+    output_root: str | None,
     overrides: tuple[str, ...],
     targets: tuple[str, ...],
     device: str,
@@ -97,6 +102,10 @@ def run(
     show_traceback: bool,
 ) -> None:
     """Run GRAPH_FILE: everything its output nodes need, reusing cached results.
+
+    GRAPH_FILE may be a PNG or TIFF written by save_images: the graph it carries runs, its
+    relative paths resolve against the current folder, and it writes only under the
+    current folder unless --output-root says otherwise.
 
     Ctrl-C (or SIGTERM) stops at the next batch or training step; a training node saves
     a checkpoint it resumes from next time. A second signal while that checkpoint is being
@@ -111,10 +120,11 @@ def run(
 
     registry = _registry()
     graph = _load(graph_file, registry, overrides)
+    root = Path(output_root) if output_root else Path.cwd() if graph.image else None
     try:
         executor = Executor(
             registry, Cache(enabled=not no_cache), device=device, precision=precision,
-            fail_fast=fail_fast,
+            fail_fast=fail_fast, output_root=root,
         )  # fmt: skip
     except DeviceError as exc:
         raise click.UsageError(str(exc)) from None
@@ -163,7 +173,7 @@ def run(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if events is None:
-        print_results(graph, registry, result, quiet=quiet)
+        print_results(graph, registry, result, quiet=quiet, skipped=view.skipped)
     if result.cancelled:
         click.secho("cancelled; no partial output files were left behind", err=True, fg="yellow")
         sys.exit(EXIT_CANCELLED)
@@ -250,12 +260,36 @@ def models(as_json: bool) -> None:
         model_table(found)
 
 
+@main.command("graph-of")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the graph to this .toml or .json file instead of printing it.")  # fmt: skip
+def graph_of(image: str, output: str | None) -> None:
+    """Print the graph that made IMAGE (a PNG or TIFF written by save_images), as TOML."""
+    from nodeflow.graph import Graph, GraphFileError
+
+    try:
+        graph = Graph.from_image(Path(image))
+    except GraphFileError as exc:
+        _print_problems(image, exc.problems)
+        sys.exit(EXIT_INVALID)
+    if output is None:
+        click.echo(graph.to_toml(), nl=False)
+        return
+    if Path(output).suffix.lower() not in (".toml", ".json"):
+        raise click.UsageError(f"name the graph file .toml or .json, not {output!r}")
+    graph.save(output)
+    click.echo(f"wrote the graph of {image} to {output}")
+
+
 @main.command()
 @click.argument("graph_file", required=False, type=click.Path(dir_okay=False))
 def edit(graph_file: str | None) -> None:
-    """Edit and run GRAPH_FILE in the terminal UI (a new graph if it is not given or not there)."""
-    from pathlib import Path
+    """Edit and run GRAPH_FILE in the terminal UI (a new graph if it is not given or not there).
 
+    GRAPH_FILE may be a PNG or TIFF written by save_images: its graph opens unsaved, and
+    its runs write only under the current folder.
+    """
     from nodeflow.graph import GraphFileError
     from nodeflow.tui.app import NodeflowApp
 
@@ -323,8 +357,6 @@ def plugin_new(name: str, folder: str | None) -> None:
 
     It installs as it is (pip install -e DIR) and passes its own test (pytest DIR).
     """
-    from pathlib import Path
-
     from nodeflow.scaffold import new_plugin
 
     try:

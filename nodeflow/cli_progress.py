@@ -66,7 +66,7 @@ class ProgressView:
         self.tasks: dict[str, TaskID] = {}
         self.types: dict[str, str] = {}
         self.counts: dict[str, tuple[int, int | None]] = {}
-        self.skipped_items = 0
+        self.skipped: dict[str, int] = {}
 
     def __enter__(self) -> ProgressView:
         self.progress.start()
@@ -111,7 +111,7 @@ class ProgressView:
                 else:
                     self.console.print(f"[dim]✗ {node} {type_id}: {message}[/]")
             case ItemError(node=node, item=item, message=message):
-                self.skipped_items += 1
+                self.skipped[node] = self.skipped.get(node, 0) + 1
                 self.console.print(
                     f"[yellow]! {node}: skipped {item}: {message}[/]", highlight=False
                 )
@@ -119,8 +119,14 @@ class ProgressView:
                 self.console.print(f"[yellow]! {message}[/]", highlight=False)
 
 
-def print_results(graph: Graph, registry: Registry, result: RunResult, quiet: bool = False) -> None:
-    """Scalar outputs of the output nodes (metrics and the like), then a one-line verdict."""
+def print_results(
+    graph: Graph,
+    registry: Registry,
+    result: RunResult,
+    quiet: bool = False,
+    skipped: dict[str, int] | None = None,
+) -> None:
+    """Scalar outputs of the output nodes (metrics and the like), skipped items, a verdict."""
     console = Console()
     for node_id, outputs in result.outputs.items():
         node_type = registry.nodes[graph.nodes[node_id].type]
@@ -131,6 +137,10 @@ def print_results(graph: Graph, registry: Registry, result: RunResult, quiet: bo
                 shown = f"{value:.4f}" if isinstance(value, float) else str(value)
                 console.print(f"{node_id}.{name} = [bold]{shown}[/]")
     err = Console(stderr=True)
+    for node_id, count in (skipped or {}).items():
+        err.print(
+            f"[yellow]{node_id}: skipped {count} item{'s' if count != 1 else ''}[/] (named above)"
+        )
     if result.failed:
         err.print(f"[red]{len(result.failed)} node(s) failed:[/] {', '.join(result.failed)}")
     elif not quiet and not result.cancelled:

@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _TOP_KEYS = {"version", "nodes", "ui"}
 _NODE_KEYS = {"type", "params", "inputs"}
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,17 @@ class GraphFileError(Exception):
 
 @dataclass
 class Graph:
-    """Nodes by id, the editor's `ui` table, and where the graph was read from."""
+    """Nodes by id, the editor's `ui` table, and where the graph was read from.
+
+    A graph taken from an image has no `path` (it is saved only to a file given anew) and
+    remembers the `image`; its relative paths resolve against the current folder.
+    """
 
     nodes: dict[str, NodeSpec] = field(default_factory=dict)
     ui: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     text: str | None = field(default=None, repr=False)
+    image: Path | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -137,7 +143,10 @@ class Graph:
 
     @classmethod
     def load(cls, path: str | Path) -> Graph:
+        """A graph file, or the graph a PNG or TIFF written by nodeflow carries."""
         path = Path(path)
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return cls.from_image(path)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -145,6 +154,34 @@ class Graph:
         except (OSError, UnicodeDecodeError) as exc:
             raise GraphFileError(path, [Problem(f"cannot read the file: {exc}")]) from None
         return cls.parse(text, path=path)
+
+    @classmethod
+    def from_image(cls, path: Path) -> Graph:
+        """The graph that made an image (save_images keeps it in PNG and TIFF files)."""
+        from nodeflow.files.encode import graph_in_image
+
+        try:
+            text = graph_in_image(path)
+        except FileNotFoundError:
+            raise GraphFileError(path, [Problem("no such file")]) from None
+        except (OSError, ValueError) as exc:  # Pillow refuses oversized text chunks
+            raise GraphFileError(path, [Problem(f"cannot read the image: {exc}")]) from None
+        if text is None:
+            raise GraphFileError(
+                path,
+                [
+                    Problem(
+                        "this image carries no nodeflow graph (the PNG and TIFF files "
+                        "save_images writes carry the graph that made them)"
+                    )
+                ],
+            )
+        try:
+            graph = cls.parse(text, fmt="json")
+        except GraphFileError as exc:
+            raise GraphFileError(path, exc.problems, exc.graph) from None
+        graph.image = path
+        return graph
 
     @classmethod
     def parse(cls, text: str, path: Path | None = None, fmt: str | None = None) -> Graph:
@@ -283,6 +320,8 @@ class Graph:
 
     def validate(self, registry: Registry) -> list[Problem]:
         """Every problem of the graph against the registered node types, in one pass."""
+        from nodeflow.files.conflicts import write_conflicts
+
         locate = _Locator(self.text)
         problems: list[Problem] = []
         for spec in self.nodes.values():
@@ -297,6 +336,7 @@ class Graph:
                 path = " -> ".join([*cycle, cycle[0]])
                 message = f"the links form a cycle: {path}; a graph must flow one way"
             problems.append(Problem(message, node=cycle[0], line=locate.node(cycle[0])))
+        problems += write_conflicts(self, registry)
         return problems
 
 

@@ -241,6 +241,9 @@ class NodeType:
     fingerprint: Callable[[dict[str, Any]], str] | None = None
     inference: bool = True
     wants_ctx: bool = False
+    writes: dict[str, str] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
     plugin: str = field(default="", compare=False)
 
     @property
@@ -288,6 +291,9 @@ def node(
     persist: bool = False,
     fingerprint: Callable[[dict[str, Any]], str] | None = None,
     inference: bool = True,
+    writes: dict[str, str] | None = None,
+    names: tuple[str, ...] = (),
+    reads: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], NodeType]:
     """Declare a node type from a function; see the module docstring.
 
@@ -296,6 +302,12 @@ def node(
     the disk cache across processes. `fingerprint(params)` describes external state a
     source reads (file sizes and times) so the cache sees it change. `inference=False` is
     for nodes that train: they run with autograd on instead of under inference mode.
+    `writes` names the path params a node writes to, each "folder" or "file"; `names` the
+    params that choose its file names inside such a folder; `reads` the path params of
+    image files it reads. Validation refuses two nodes writing one file, two nodes of a
+    type writing into one folder with the same `names` values, and a folder written where
+    the run reads images unless the writer's `allow_input_folder` is true (see
+    `nodeflow.files.conflicts`).
     """
     inputs = inputs or {}
     outputs = outputs or {}
@@ -307,6 +319,9 @@ def node(
             raise ValueError(f"node {id!r}: {sorted(clash)} named both as input and param")
         if not (fn.__doc__ or "").strip():
             raise ValueError(f"node {id!r}: give the function a docstring; it is the node's help")
+        undeclared = (set(writes or {}) | set(names) | set(reads)) - set(params)
+        if undeclared:
+            raise ValueError(f"node {id!r}: writes/reads name {sorted(undeclared)}, not params")
         signature = inspect.signature(fn)
         wanted = set(inputs) | set(params)
         missing = wanted - set(signature.parameters)
@@ -326,6 +341,9 @@ def node(
             fingerprint=fingerprint,
             inference=inference,
             wants_ctx="ctx" in signature.parameters,
+            writes=dict(writes or {}),
+            names=tuple(names),
+            reads=tuple(reads),
         )
 
     return declare

@@ -300,3 +300,23 @@ def test_validate_nodes_and_plugins_answer_without_importing_torch(tmp_path: Pat
         output, imported = _cli_in_fresh_python(args, cache)
         assert not imported, args
         assert "ok" in output or "unet" in output or "nodeflow.nodes.io" in output
+
+
+def test_the_manifest_describes_every_node_as_the_registry_does(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from nodeflow.manifest import from_manifest, to_manifest
+
+    described = from_manifest(json.loads(json.dumps(to_manifest(registry, "x"))))
+    assert set(described.nodes) == set(registry.nodes)
+    for type_id, real in registry.nodes.items():
+        copy = described.nodes[type_id]
+        assert copy.to_json() == real.to_json(), type_id
+        for field in ("output_node", "persist", "inference", "writes", "names", "reads", "mode"):
+            assert getattr(copy, field) == getattr(real, field), (type_id, field)
+        assert {n: i.uint8 for n, i in copy.inputs.items()} == {
+            n: i.uint8 for n, i in real.inputs.items()
+        }
+    assert [p.to_json() for p in described.plugins.values()] == [
+        p.to_json() for p in registry.plugins.values()
+    ]

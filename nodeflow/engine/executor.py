@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nodeflow.engine.cache import Cache
@@ -57,8 +58,10 @@ class Executor:
         device: str = "auto",
         precision: str = "fp32",
         fail_fast: bool = False,
+        output_root: Path | None = None,
     ):
         self.registry = registry
+        self.output_root = output_root
         self.cache = cache if cache is not None else Cache()
         self.device = resolve_device(device)
         self.precision = precision
@@ -77,7 +80,8 @@ class Executor:
         if problems:
             raise GraphFileError(graph.path, problems)
         emit = on_event or (lambda _event: None)
-        plan = build_plan(graph, self.registry, targets, str(self.device), self.precision)
+        root = str(self.output_root or "")
+        plan = build_plan(graph, self.registry, targets, str(self.device), self.precision, root)
         settings = RunSettings(
             self.device,
             self.dtype,
@@ -85,6 +89,7 @@ class Executor:
             self.cache,
             fail_fast=self.fail_fast,
             describe_graph=graph.to_json,
+            output_root=self.output_root,
         )
         started = time.perf_counter()
         run = LocalRun(plan, settings, emit, cancel or CancelToken())

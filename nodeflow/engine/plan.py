@@ -76,8 +76,12 @@ def build_plan(
     targets: list[str] | None,
     device: str,
     precision: str,
+    output_root: str = "",
 ) -> Plan:
-    """The steps `targets` (default: the output nodes) need; the graph must be valid."""
+    """The steps `targets` (default: the output nodes) need; the graph must be valid.
+
+    The output root enters the keys of nodes that write files: a writer confined elsewhere
+    is a different writer."""
     if targets:
         unknown = [t for t in targets if t not in graph.nodes]
         if unknown:
@@ -101,6 +105,8 @@ def build_plan(
             name: f"{steps[link.node].key}.{link.output}" for name, link in spec.inputs.items()
         }
         fingerprint = node_type.fingerprint(params) if node_type.fingerprint else ""
+        if node_type.writes and output_root:
+            fingerprint += f"|output root {output_root}"
         key = cache_key(node_type, params, input_keys, fingerprint, device, precision)
         steps[node_id] = Step(node_id, node_type, params, dict(spec.inputs), key)
         for link in spec.inputs.values():

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -79,6 +80,7 @@ class RunSettings:
     cache: Cache
     fail_fast: bool = False
     describe_graph: Callable[[], str] = str
+    output_root: Path | None = None
 
 
 @dataclass
@@ -507,6 +509,7 @@ class LocalRun:
             fail_fast=settings.fail_fast,
             cache_key=step.key,
             cache_folder=self.cache.folder,
+            output_root=settings.output_root,
         )
 
     def call(self, step: Step, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from nodeflow.api import (
     to_network,
 )
 from nodeflow.api import Path as PathParam
+from nodeflow.files.policy import check_replaceable, output_file
 from nodeflow.models import checkpoint as checkpoints
 from nodeflow.models.inference import lab_to_network, network_to_rgb, upsample
 from nodeflow.training.losses import ColorBins
@@ -167,6 +168,7 @@ def load_model(*, checkpoint: str, ctx: NodeContext) -> Model:
     inputs={"model": Input(MODEL, help="the model to write")},
     params={"path": PathParam(help="the .safetensors file to write (suffix added if missing)")},
     output_node=True,
+    writes={"path": "file"},
 )
 def save_model(model: Model, *, path: str, ctx: NodeContext) -> None:
     """Write a model to a safetensors checkpoint that `load_model` rebuilds alone.
@@ -174,7 +176,9 @@ def save_model(model: Model, *, path: str, ctx: NodeContext) -> None:
     The file holds the weights and, in its metadata, the architecture id, hyperparameters,
     task and value range. It is written atomically: a cancelled run leaves no partial file.
     """
-    ctx.wrote(checkpoints.save_model(model, path))
+    target = output_file(path, ".safetensors", ctx.output_root)
+    check_replaceable(target)
+    ctx.wrote(checkpoints.save_model(model, target))
 
 
 # -- latent space ---------------------------------------------------------------------------------

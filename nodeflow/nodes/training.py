@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from nodeflow.engine.context import NodeContext
+from nodeflow.files.policy import output_folder
 from nodeflow.models.checkpoint import new_model
 from nodeflow.models.inference import from_network, image_function, to_network, upsample
 from nodeflow.models.model import Model
@@ -237,6 +238,11 @@ def _schedule_params(lr: float, steps: int = 1000) -> dict[str, Param]:
     }
 
 
+def _samples_folder(samples: str | None, ctx: NodeContext) -> str | None:
+    """The samples folder under the write policy: inside the run's output root, created."""
+    return None if samples is None else str(output_folder(samples, ctx.output_root))
+
+
 def upsampled_input(pair: PairBatch) -> torch.Tensor:
     """The input as same-size networks read it: superres inputs enlarged back (bicubic)."""
     if pair.task == "superres":
@@ -358,6 +364,7 @@ def _latent_statistics(
     mode="collect",
     persist=True,
     inference=False,
+    writes={"samples": "folder"},
 )
 def train_autoencoder(
     dataset: Stream,
@@ -385,6 +392,7 @@ def train_autoencoder(
     that decode to plausible images. The model's task is the dataset's ("autoencode",
     "denoise", ...), so the `unet` node runs it as image in, image out.
     """
+    samples = _samples_folder(samples, ctx)
     schedule = Schedule(
         steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
     )
@@ -485,6 +493,7 @@ def _check_residual(first: PairBatch, loss: str) -> None:
     mode="collect",
     persist=True,
     inference=False,
+    writes={"samples": "folder"},
 )
 def train_unet(
     dataset: Stream,
@@ -520,6 +529,7 @@ def train_unet(
     network), recorded in the model so the `unet` node applies it the same way; for
     restoration, where the input is most of the answer, this trains much faster and better. Pair sides must be multiples of 2**num_downs.
     """
+    samples = _samples_folder(samples, ctx)
     schedule = Schedule(
         steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
     )
@@ -659,6 +669,7 @@ class Pix2PixTrainer:
     mode="collect",
     persist=True,
     inference=False,
+    writes={"samples": "folder"},
 )
 def train_pix2pix(
     dataset: Stream,
@@ -700,6 +711,7 @@ def train_pix2pix(
     augmentation, Sinha et al. 2021): it learns that those are not real either, which
     makes it a realness scorer worth using on new images.
     """
+    samples = _samples_folder(samples, ctx)
     schedule = Schedule(
         steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
     )

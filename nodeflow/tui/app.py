@@ -734,7 +734,9 @@ class NodeflowApp(App[None]):
         """The session's one executor, made on first use (from a run's thread)."""
         with self._executor_lock:
             if self._executor is None:
-                self._executor = Executor(self.registry, device=self.device)
+                # A graph taken from an image writes only under the current folder.
+                root = Path.cwd() if self.doc.graph.image is not None else None
+                self._executor = Executor(self.registry, device=self.device, output_root=root)
                 self.device_name = str(self._executor.device)
             return self._executor
 
