@@ -136,7 +136,7 @@ def run(
     finally:
         signal.signal(signal.SIGINT, previous)
     if events is None:
-        print_results(graph, registry, result, quiet=quiet)
+        print_results(graph, registry, result, quiet=quiet, skipped=view.skipped)
     if result.cancelled:
         click.secho("cancelled; no partial output files were left behind", err=True, fg="yellow")
         sys.exit(EXIT_CANCELLED)

@@ -60,6 +60,7 @@ class ProgressView:
         )
         self.tasks: dict[str, TaskID] = {}
         self.types: dict[str, str] = {}
+        self.skipped: set[str] = set()  # not run because a node upstream failed
 
     def __enter__(self) -> ProgressView:
         self.progress.start()
@@ -100,6 +101,7 @@ class ProgressView:
                 if upstream is None:
                     self.console.print(f"[red]✗ {message}[/]")
                 else:
+                    self.skipped.add(node)
                     self.console.print(f"[dim]✗ {node} {type_id}: {message}[/]")
             case ItemError(node=node, item=item, message=message):
                 self.console.print(f"[yellow]! {node}: skipped {item}: {message}[/]")
@@ -107,8 +109,18 @@ class ProgressView:
                 pass
 
 
-def print_results(graph: Graph, registry: Registry, result: RunResult, quiet: bool = False) -> None:
-    """Scalar outputs of the output nodes (metrics and the like), then a one-line verdict."""
+def print_results(
+    graph: Graph,
+    registry: Registry,
+    result: RunResult,
+    quiet: bool = False,
+    skipped: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    """Scalar outputs of the output nodes (metrics and the like), then a one-line verdict.
+
+    `skipped` are the nodes not run because a node upstream failed: the verdict counts
+    them apart from the nodes that failed themselves.
+    """
     console = Console()
     for node_id, outputs in result.outputs.items():
         node_type = registry.nodes[graph.nodes[node_id].type]
@@ -119,7 +131,12 @@ def print_results(graph: Graph, registry: Registry, result: RunResult, quiet: bo
                 shown = f"{value:.4f}" if isinstance(value, float) else str(value)
                 console.print(f"{node_id}.{name} = [bold]{shown}[/]")
     err = Console(stderr=True)
+    failed = [node for node in result.failed if node not in skipped]
+    not_run = [node for node in result.failed if node in skipped]
     if result.failed:
-        err.print(f"[red]{len(result.failed)} node(s) failed:[/] {', '.join(result.failed)}")
+        verdict = f"[red]{len(failed)} node(s) failed:[/] {', '.join(failed)}"
+        if not_run:
+            verdict += f"; {len(not_run)} skipped after them: {', '.join(not_run)}"
+        err.print(verdict)
     elif not quiet and not result.cancelled:
         err.print(f"[green]done[/] in {result.seconds:.2f}s")

@@ -44,6 +44,7 @@ class PluginRecord:
     types: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     builtin: bool = False
+    disabled: bool = False  # named in NODEFLOW_DISABLE_PLUGINS: found, not loaded
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class PluginRecord:
             "source": self.source,
             "version": self.version,
             "builtin": self.builtin,
+            "disabled": self.disabled,
             "nodes": self.nodes,
             "architectures": self.architectures,
             "types": self.types,
@@ -102,6 +104,10 @@ class Registry:
             )
         type_id = self.qualified(record, node_type.id, "node")
         _refuse_duplicate(self.nodes, type_id, record.name, "node")
+        try:
+            node_type = node_type.with_types(self.types)
+        except ValueError as exc:
+            raise RegistrationError(f"plugin {record.name!r}: {exc}") from None
         self.nodes[type_id] = replace(node_type, id=type_id, plugin=record.name)
         record.nodes.append(type_id)
 

@@ -110,7 +110,8 @@ def test_a_generated_plugin_installs_passes_its_test_and_is_found_beside_broken_
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("NODEFLOW_DISABLE_PLUGINS", "demo, needsmissing")
     registry = build_registry()
-    assert "demo" not in registry.plugins and "needsmissing" not in registry.plugins
+    assert registry.plugins["demo"].disabled and registry.plugins["needsmissing"].disabled
+    assert registry.plugins["needsmissing"].errors == []  # disabled: not even imported
     assert not any(node_id.startswith("demo.") for node_id in registry.nodes)
     assert "nodeflow_demo" not in sys.modules and "load_images" in registry.nodes
 

@@ -15,7 +15,6 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -196,10 +195,7 @@ class _Run:
         params = {}
         for name, param in node_type.params.items():
             value = spec.params.get(name, None if param.required else param.default)
-            if param.kind == "path" and isinstance(value, str):
-                path = Path(value).expanduser()
-                value = str(path if path.is_absolute() else self.graph.base_dir / path)
-            params[name] = value
+            params[name] = param.coerce(value, self.graph.base_dir)
         return params
 
     # -- the loop ------------------------------------------------------------------------

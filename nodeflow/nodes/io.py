@@ -135,11 +135,12 @@ def _group(
         yield group
 
 
-def list_images(path: str) -> list[Path]:
+def list_images(path: str | os.PathLike[str]) -> list[Path]:
     """The files `path` names: a folder's image files sorted by name, or a glob's matches.
 
     Raises ValueError when nothing matches, saying what was looked for.
     """
+    path = os.fspath(path)
     folder = Path(path)
     if folder.is_dir():
         files = sorted(
@@ -197,7 +198,7 @@ def _images_fingerprint(params: dict[str, Any]) -> str:
     mode="source",
     fingerprint=_image_fingerprint,
 )
-def load_image(*, path: str, ctx: NodeContext) -> Stream:
+def load_image(*, path: Path, ctx: NodeContext) -> Stream:
     """Load one image file as a batch of one.
 
     Gray files (8 or 16 bit, 1 bit) load as 1 channel; everything else (RGB, palette, CMYK,
@@ -223,7 +224,7 @@ def load_image(*, path: str, ctx: NodeContext) -> Stream:
     mode="source",
     fingerprint=_images_fingerprint,
 )
-def load_images(*, path: str, batch_size: int, ctx: NodeContext) -> Stream:
+def load_images(*, path: Path, batch_size: int, ctx: NodeContext) -> Stream:
     """Stream the images of a folder or a glob pattern in mini-batches.
 
     A folder means its image files (not its subfolders), sorted by name. Files are decoded
@@ -396,7 +397,9 @@ def write_image(path: Path, pixels: np.ndarray, file_format: str, graph_json: st
     mode="collect",
     output_node=True,
 )
-def save_images(image: Stream, *, folder: str, pattern: str, format: str, ctx: NodeContext) -> None:
+def save_images(
+    image: Stream, *, folder: Path, pattern: str, format: str, ctx: NodeContext
+) -> None:
     """Write every image of a stream to files in a folder.
 
     Files are named by `pattern` plus the format's extension: {name} is the item's name

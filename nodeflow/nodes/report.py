@@ -180,7 +180,7 @@ def metrics(image: Stream, reference: Stream) -> dict[str, float]:
     mode="collect",
     output_node=True,
 )
-def score_summary(score: Stream, *, file: str | None, ctx: NodeContext) -> dict[str, float]:
+def score_summary(score: Stream, *, file: Path | None, ctx: NodeContext) -> dict[str, float]:
     """Sum per-image scores up: mean, lowest and highest, optionally a CSV of each.
 
     The CSV has one row per image (`name,score`) in stream order and is written

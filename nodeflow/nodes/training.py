@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -374,7 +375,7 @@ def train_autoencoder(
     seed: int,
     time_budget: float | None,
     sample_every: int,
-    samples: str | None,
+    samples: Path | None,
     ctx: NodeContext,
 ) -> Model:
     """Train a convolutional autoencoder on a dataset; pairs (noisy, clean) make it denoise.
@@ -504,7 +505,7 @@ def train_unet(
     seed: int,
     time_budget: float | None,
     sample_every: int,
-    samples: str | None,
+    samples: Path | None,
     ctx: NodeContext,
 ) -> Model:
     """Train a U-Net (pix2pix's generator) on a dataset of pairs with a pixel loss.
@@ -683,7 +684,7 @@ def train_pix2pix(
     seed: int,
     time_budget: float | None,
     sample_every: int,
-    samples: str | None,
+    samples: Path | None,
     ctx: NodeContext,
 ) -> dict[str, Model]:
     """Train a pix2pix conditional GAN: a generator and a PatchGAN discriminator.
