@@ -12,10 +12,14 @@ validation, so a mistake fails there with the message `nodeflow validate` gives.
 
 from __future__ import annotations
 
+import keyword
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import networkx as nx
 
 from nodeflow.graph import NODE_ID, NODE_ID_RULE, GraphFileError, Link, NodeSpec, Problem
 from nodeflow.graph import Graph as GraphModel
@@ -89,6 +93,10 @@ class Graph(GraphModel):
     """
 
     registry: Registry | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            self.path = Path(self.path)
 
     def node_types(self) -> Registry:
         """The registry nodes are checked against, loaded on first use."""
@@ -175,3 +183,58 @@ def _literal(value: Any) -> Any:
 def load(path: str | os.PathLike[str]) -> Graph:
     """Read a graph file (TOML or JSON) to add to, run or save; `g["id"]` is a node's handle."""
     return Graph.load(path)
+
+
+def to_script(graph: GraphModel, registry: Registry) -> str:
+    """A Python script that builds `graph` with `Graph.add` and runs it.
+
+    Nodes come in link order (each after the nodes it reads), with `id=` only where the
+    id is not the one `add` would make. The script's graph keeps the file's path, so
+    relative paths resolve against the same folder and `g.save()` writes that file; its
+    run prints the scalar outputs of the output nodes, as `nodeflow run` does. The `ui`
+    table (editor layout) is not carried over.
+    """
+    position = {node_id: i for i, node_id in enumerate(graph.nodes)}
+    order = list(nx.lexicographical_topological_sort(graph.digraph(), key=position.get))
+    made = Graph(registry=registry)
+    names: dict[str, str] = {}
+    where = f"path={str(graph.path)!r}" if graph.path else ""
+    lines = ["import nodeflow", "", f"g = nodeflow.Graph({where})"]
+    for node_id in order:
+        spec = graph.nodes[node_id]
+        names[node_id] = _variable(node_id, set(names.values()))
+        arguments = [repr(spec.type)]
+        if made._new_id(spec.type) != node_id:
+            arguments.append(f"id={node_id!r}")
+        made.nodes[node_id] = spec
+        for name, value in spec.params.items():
+            arguments.append(_keyword(name, repr(value)))
+        for name, link in spec.inputs.items():
+            source = names.get(link.node, link.node)
+            output = f".{link.output}" if link.output.isidentifier() else f"[{link.output!r}]"
+            arguments.append(_keyword(name, f"{source}{output}"))
+        lines.append(f"{names[node_id]} = g.add({', '.join(arguments)})")
+    lines += ["", "result = nodeflow.run(g)"]
+    for node_id in order:
+        node_type = registry.node_type(graph.nodes[node_id].type)
+        if node_type is None or not node_type.output_node:
+            continue
+        for output, socket in node_type.outputs.items():
+            if socket.type.name in ("Float", "Int", "Bool", "Str"):
+                value = f"result[{names[node_id]}][{output!r}]"
+                lines.append(f'print("{node_id}.{output} =", {value})')
+    return "\n".join(lines) + "\n"
+
+
+def _variable(node_id: str, taken: set[str]) -> str:
+    name = node_id.replace("-", "_")
+    while keyword.iskeyword(name) or name in taken or name in ("g", "nodeflow", "result"):
+        name += "_"
+    return name
+
+
+def _keyword(name: str, value: str) -> str:
+    """`name=value`, or `**{"name": value}` for a name Python cannot take as a keyword."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"{name}={value}"
+    return f"**{{{name!r}: {value}}}"

@@ -66,13 +66,14 @@ def _executor(
     registry: Registry, device: str, precision: str, cache: bool | str | Path, fail_fast: bool
 ) -> Executor:
     """The executor of these settings, kept for the process so its memory cache is reused."""
-    from nodeflow.engine.cache import Cache
+    from nodeflow.engine.cache import Cache, default_cache_dir
     from nodeflow.engine.executor import Executor
 
-    folder = None if isinstance(cache, bool) else Path(cache).expanduser().resolve()
-    key = (id(registry), device, precision, cache if folder is None else folder, fail_fast)
+    folder = default_cache_dir() if cache is True or cache is False else Path(cache)
+    folder = folder.expanduser().resolve()
+    key = (id(registry), device, precision, cache is not False, folder, fail_fast)
     if key not in _executors or _executors[key].registry is not registry:
-        store = Cache(folder) if folder is not None else Cache(enabled=bool(cache))
+        store = Cache(folder, enabled=cache is not False)
         _executors[key] = Executor(
             registry, store, device=device, precision=precision, fail_fast=fail_fast
         )
