@@ -105,10 +105,10 @@ class Registry:
         type_id = self.qualified(record, node_type.id, "node")
         _refuse_duplicate(self.nodes, type_id, record.name, "node")
         try:
-            node_type = node_type.with_types(self.types)
+            node_type = replace(node_type, id=type_id).with_types(self.types)
         except ValueError as exc:
             raise RegistrationError(f"plugin {record.name!r}: {exc}") from None
-        self.nodes[type_id] = replace(node_type, id=type_id, plugin=record.name)
+        self.nodes[type_id] = replace(node_type, plugin=record.name)
         record.nodes.append(type_id)
 
     def add_architecture(self, record: PluginRecord, arch: Architecture) -> None:
