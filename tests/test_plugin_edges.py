@@ -130,7 +130,7 @@ def test_an_unknown_type_name_is_refused_naming_plugin_file_and_node(authored: R
 
 
 def test_a_socket_type_of_the_wrong_kind_fails_at_the_declaration() -> None:
-    with pytest.raises(TypeError, match="Input\\(\\) takes a socket type .* got 3"):
+    with pytest.raises(TypeError, match=r"Input\(\) takes a socket type .* got 3"):
         nodeflow.api.Input(3)
 
 
