@@ -19,7 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nodeflow.builder import Graph, NodeHandle, OutputRef, load
+    from nodeflow.builder import Graph, NodeHandle, load
     from nodeflow.graph import GraphFileError
     from nodeflow.runner import NodeFailedError, Result, run
 
@@ -28,7 +28,6 @@ __version__ = "0.1.0"
 _LAZY = {
     "Graph": "nodeflow.builder",
     "NodeHandle": "nodeflow.builder",
-    "OutputRef": "nodeflow.builder",
     "load": "nodeflow.builder",
     "GraphFileError": "nodeflow.graph",
     "run": "nodeflow.runner",
@@ -41,7 +40,6 @@ __all__ = [
     "GraphFileError",
     "NodeFailedError",
     "NodeHandle",
-    "OutputRef",
     "Result",
     "__version__",
     "load",

@@ -27,19 +27,9 @@ from nodeflow.node import NodeType
 from nodeflow.registry import Registry
 
 
-@dataclass(frozen=True)
-class OutputRef:
-    """One output of a node in a builder graph: what an input of another node is set to."""
-
-    node: str
-    output: str
-
-    def __str__(self) -> str:
-        return f"{self.node}.{self.output}"
-
-
 class NodeHandle:
-    """A node of a builder graph; its outputs are attributes (`photos.image`).
+    """A node of a builder graph; its outputs are attributes (`photos.image`), each a `Link`
+    to set another node's input to.
 
     `id` and `type` say which node it is; `handle["name"]` reaches an output whose name
     is not a Python identifier or clashes with those two.
@@ -60,16 +50,16 @@ class NodeHandle:
         node_type = self._node_type()
         return list(node_type.outputs) if node_type else []
 
-    def __getitem__(self, output: str) -> OutputRef:
+    def __getitem__(self, output: str) -> Link:
         outputs = self._outputs()
         if output not in outputs:
             names = ", ".join(outputs) or "none"
             raise KeyError(
                 f"node {self.id!r} ({self.type}) has no output {output!r}; its outputs: {names}"
             )
-        return OutputRef(self.id, output)
+        return Link(self.id, output)
 
-    def __getattr__(self, name: str) -> OutputRef:
+    def __getattr__(self, name: str) -> Link:
         if name.startswith("_"):
             raise AttributeError(name)
         try:
@@ -79,6 +69,9 @@ class NodeHandle:
 
     def __dir__(self) -> list[str]:
         return sorted({*super().__dir__(), *self._outputs()})
+
+    def _ipython_key_completions_(self) -> list[str]:
+        return self._outputs()
 
     def __repr__(self) -> str:
         return f"<node {self.id!r} ({self.type}), outputs: {', '.join(self._outputs()) or 'none'}>"
@@ -158,11 +151,11 @@ def _place(spec: NodeSpec, name: str, value: Any, node_type: NodeType | None) ->
     if isinstance(value, NodeHandle):
         outputs = ", ".join(f"{value.id}.{o}" for o in value._outputs())
         return [Problem(f"link one output of node {value.id!r}: {outputs}", spec.id, name)]
-    if isinstance(value, OutputRef):
+    if isinstance(value, Link):
         if node_type is not None and name in node_type.params:
             message = f"a param takes a value ({node_type.params[name].describe()}), not a link"
             return [Problem(message, spec.id, f"param {name!r}")]
-        spec.inputs[name] = Link(value.node, value.output)
+        spec.inputs[name] = value
         return []
     if node_type is not None and name in node_type.inputs:
         message = f"an input takes another node's output, such as photos.image; got {value!r}"

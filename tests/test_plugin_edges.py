@@ -194,7 +194,7 @@ def test_train_unet_fine_tunes_a_linked_model_and_leaves_it_as_it_was(
     g = nodeflow.load(write(tmp_path, TRAIN))
     g.nodes["train"].params.update(architecture="unet", steps=4)
     g.add("load_model", id="start", checkpoint="start.safetensors")
-    g.nodes["train"].inputs["model"] = nodeflow.graph.Link("start", "model")
+    g.nodes["train"].inputs["model"] = g["start"].model
     result = nodeflow.run(g, cache=False)
     assert result.ok, result.failed
     tuned = result["train"]["model"]
