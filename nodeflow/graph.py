@@ -431,6 +431,12 @@ def _unknown_type(type_id: str, registry: Registry) -> str:
         )
     close = registry.close_matches(type_id)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    prefix = type_id.partition(".")[0]
+    if "." in type_id and plugin is None and not close:
+        return (
+            f"unknown node type {type_id!r}: no plugin {prefix!r} is loaded; install it, or "
+            "name its folder in NODEFLOW_PLUGIN_PATH (`nodeflow plugins` lists the loaded ones)"
+        )
     return f"unknown node type {type_id!r}{hint} (`nodeflow nodes` lists them)"
 
 

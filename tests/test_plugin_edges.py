@@ -98,6 +98,13 @@ def test_validate_and_run_name_the_failed_plugin_of_an_unknown_type(
         assert "sharpness_library_that_is_not_installed" in out.output
 
 
+def test_a_type_of_a_plugin_that_is_not_loaded_says_so(tmp_path: Path) -> None:
+    graph = write(tmp_path, '[nodes.s]\ntype = "sharp.unsharp_mask"\n')
+    out = CliRunner().invoke(main, ["validate", graph])
+    assert "unknown node type 'sharp.unsharp_mask': no plugin 'sharp' is loaded" in out.output
+    assert "NODEFLOW_PLUGIN_PATH" in out.output
+
+
 def test_a_disabled_plugin_is_listed_as_disabled_and_named_for_its_types(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
