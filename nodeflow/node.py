@@ -199,7 +199,8 @@ def Str(default: Any = _REQUIRED, *, help: str = "") -> Param:
 
 
 def Path(default: Any = _REQUIRED, *, help: str = "") -> Param:
-    """A file or folder param; relative paths resolve against the graph file's folder."""
+    """A file or folder param; the function gets a `pathlib.Path`, a relative one resolved
+    against the graph file's folder."""
     return Param("path", default, help=help)
 
 

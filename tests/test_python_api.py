@@ -188,3 +188,25 @@ def test_export_python_refuses_an_invalid_graph(tmp_path: Path) -> None:
     made = CliRunner().invoke(main, ["export-python", str(tmp_path / "g.toml")])
     assert made.exit_code == 2
     assert "unknown node type 'nope'" in made.output
+
+
+def test_cache_takes_a_folder_and_a_rerun_reuses_it(tmp_path: Path) -> None:
+    g = nodeflow.Graph()
+    photos = g.add("sample_images", names="astronaut, camera, coffee", size=16)
+    fit = g.add("pca_fit", image=photos.image, components=2)
+    first = nodeflow.run(g, cache=tmp_path / "store")
+    assert first.ok, first.failed
+    assert list((tmp_path / "store").glob("*.safetensors"))  # the fitted basis, on disk
+
+    events = []
+    again = nodeflow.run(g, cache=tmp_path / "store", on_event=events.append)
+    assert [e.node for e in events if isinstance(e, NodeFinished) and e.cached] == [fit.id]
+    torch.testing.assert_close(again[fit]["basis"].components, first[fit]["basis"].components)
+
+
+def test_run_graph_text_makes_its_folder(tmp_path: Path) -> None:
+    from nodeflow.testing import run_graph_text
+
+    text = 'version = 1\n[nodes.a]\ntype = "sample_images"\nparams = { size = 8 }\n'
+    result, _ = run_graph_text(text, tmp_path / "new" / "folder")
+    assert result.ok and (tmp_path / "new" / "folder" / "graph.toml").is_file()
