@@ -41,8 +41,9 @@ def run(
     `device`: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps";
     `precision`: "fp32", "bf16" or "fp16". `cache`: True for the user's cache folder (as
     `nodeflow run`), False to compute everything afresh, or a folder. Runs with the same
-    device, precision and cache share a memory cache, so re-running a changed graph in a
-    notebook recomputes only what changed. `on_event` receives every run event (node
+    device, precision and cache share a memory cache: collecting nodes (fits, trained
+    models, metrics) whose params and inputs did not change are not computed again, in a
+    notebook's next run too. `on_event` receives every run event (node
     started, progress, finished, failed). `only` runs just what these nodes need (by
     default every node runs). Raises `GraphFileError` listing the problems of an
     invalid graph; a node that fails does not raise here: see `Result.ok`.
