@@ -301,6 +301,31 @@ def edit(graph_file: str | None) -> None:
     app.run()
 
 
+@main.command("export-python")
+@click.argument("graph_file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Write the script to this file (default: print it).")  # fmt: skip
+def export_python(graph_file: str, output: str | None) -> None:
+    """Write GRAPH_FILE as a Python script that builds it with nodeflow.Graph and runs it."""
+    from nodeflow.atomic import write_text_atomic
+    from nodeflow.builder import to_script
+
+    registry = _registry()
+    graph = _load(graph_file, registry)
+    problems = graph.validate(registry)
+    if problems:
+        _print_problems(graph_file, problems)
+        sys.exit(EXIT_INVALID)
+    script = to_script(graph, registry)
+    if output is None:
+        click.echo(script, nl=False)
+        return
+    from pathlib import Path
+
+    write_text_atomic(Path(output), script)
+    click.echo(f"wrote {output}", err=True)
+
+
 @main.group()
 def cache() -> None:
     """Inspect or clear the on-disk result cache."""

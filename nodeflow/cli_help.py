@@ -5,11 +5,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 
 from nodeflow.node import NodeType
 from nodeflow.registry import Registry
+
+
+def _print(*renderables: Any) -> None:
+    """Print to the terminal at its width; piped, each row on one line, however long."""
+    console = Console()
+    if console.is_terminal:
+        console.print(*renderables)
+        return
+    wide = Console(width=100_000, no_color=True)
+    with wide.capture() as captured:
+        wide.print(*renderables)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def node_table(registry: Registry) -> None:
@@ -24,9 +37,9 @@ def node_table(registry: Registry) -> None:
         )
         outputs = ", ".join(f"{n}:{o.type.name}" for n, o in node_type.outputs.items())
         table.add_row(type_id, inputs or "-", outputs or "-", node_type.summary)
-    Console().print(table)
-    Console().print(
-        "\n[dim]? marks an optional input. `nodeflow nodes NAME` shows one node's params and doc.[/]"
+    _print(
+        table,
+        "\n[dim]? marks an optional input. `nodeflow nodes NAME` shows one node's params and doc.[/]",
     )
 
 
@@ -56,7 +69,6 @@ def node_detail(node_type: NodeType) -> str:
 
 
 def plugin_table(registry: Registry) -> None:
-    console = Console()
     table = Table(box=None, header_style="bold")
     table.add_column("plugin")
     table.add_column("version")
@@ -71,9 +83,13 @@ def plugin_table(registry: Registry) -> None:
             parts.append(f"{len(record.architectures)} architectures")
         if record.types:
             parts.append(f"{len(record.types)} types")
-        status = "[red]" + "; ".join(record.errors) + "[/]" if record.errors else "[green]ok[/]"
+        status = "[green]ok[/]"
+        if record.disabled:
+            status = "[yellow]disabled by NODEFLOW_DISABLE_PLUGINS[/]"
+        elif record.errors:
+            status = "[red]" + "; ".join(record.errors) + "[/]"
         table.add_row(record.name, record.version, record.source, ", ".join(parts) or "-", status)
-    console.print(table)
+    _print(table)
 
 
 def shipped_models() -> list[dict[str, Any]]:

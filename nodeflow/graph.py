@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+NODE_ID_RULE = "a node id starts with a letter or _ and holds only letters, digits, _ and -"
 _TOP_KEYS = {"version", "nodes", "ui"}
 _NODE_KEYS = {"type", "params", "inputs"}
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
@@ -318,6 +319,10 @@ class Graph:
 
     # -- validation ----------------------------------------------------------------------
 
+    def check_node(self, spec: NodeSpec, registry: Registry) -> list[Problem]:
+        """The problems of one node (type, params, inputs and their links) in this graph."""
+        return _check_node(self, spec, registry, _Locator(self.text))
+
     def validate(self, registry: Registry) -> list[Problem]:
         """Every problem of the graph against the registered node types, in one pass."""
         from nodeflow.files.conflicts import write_conflicts
@@ -359,7 +364,7 @@ def _read_node(
         problems.append(Problem(message, node_id, field, found or line))
 
     if not NODE_ID.match(node_id):
-        problem("a node id starts with a letter or _ and holds only letters, digits, _ and -")
+        problem(NODE_ID_RULE)
     if not isinstance(raw, dict):
         problem("a node must be a table with `type`, and optionally `params` and `inputs`")
         return None
@@ -400,11 +405,7 @@ def _check_node(
 
     node_type = registry.node_type(spec.type)
     if node_type is None:
-        close = registry.close_matches(spec.type)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        problem(
-            f"unknown node type {spec.type!r}{hint} (`nodeflow nodes` lists them)", "type", "type"
-        )
+        problem(_unknown_type(spec.type, registry), "type", "type")
         return problems
 
     for name, value in spec.params.items():
@@ -459,6 +460,30 @@ def _check_node(
                 f"input {name!r}",
             )
     return problems
+
+
+def _unknown_type(type_id: str, registry: Registry) -> str:
+    """Why `type_id` is unknown: its plugin failed or is disabled, or a typo (closest names)."""
+    plugin = registry.plugins.get(type_id.partition(".")[0]) if "." in type_id else None
+    if plugin is not None and plugin.disabled:
+        return (
+            f"unknown node type {type_id!r}: its plugin {plugin.name!r} is disabled by "
+            "NODEFLOW_DISABLE_PLUGINS"
+        )
+    if plugin is not None and plugin.errors:
+        return (
+            f"unknown node type {type_id!r}: its plugin {plugin.name!r} ({plugin.source}) "
+            f"reported: {'; '.join(plugin.errors)} (`nodeflow plugins` shows every plugin)"
+        )
+    close = registry.close_matches(type_id)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    prefix = type_id.partition(".")[0]
+    if "." in type_id and plugin is None and not close:
+        return (
+            f"unknown node type {type_id!r}: no plugin {prefix!r} is loaded; install it, or "
+            "name its folder in NODEFLOW_PLUGIN_PATH (`nodeflow plugins` lists the loaded ones)"
+        )
+    return f"unknown node type {type_id!r}{hint} (`nodeflow nodes` lists them)"
 
 
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:

@@ -117,7 +117,7 @@ def _node_to_json(node_type: NodeType) -> dict[str, Any]:
 
 
 def from_manifest(data: dict[str, Any]) -> Registry:
-    registry = Registry()
+    registry = Registry(described=True)
     for entry in data["types"]:
         registry.types[entry["name"]] = SocketType(entry["name"], entry["doc"], entry["streamed"])
     for entry in data["nodes"]:

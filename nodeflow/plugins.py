@@ -128,6 +128,8 @@ def build_registry() -> Registry:
     broken: set[str] = set()  # plugins whose hook raised: their later hooks are skipped
     for record, load in candidates:
         if record.name in disabled and not record.builtin:
+            record.disabled = True
+            registry.plugins.setdefault(record.name, record)
             continue
         if record.name in registry.plugins:
             first = registry.plugins[record.name].source

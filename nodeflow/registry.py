@@ -44,6 +44,7 @@ class PluginRecord:
     types: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     builtin: bool = False
+    disabled: bool = False  # named in NODEFLOW_DISABLE_PLUGINS: found, not loaded
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class PluginRecord:
             "source": self.source,
             "version": self.version,
             "builtin": self.builtin,
+            "disabled": self.disabled,
             "nodes": self.nodes,
             "architectures": self.architectures,
             "types": self.types,
@@ -70,6 +72,8 @@ class Registry:
     architectures: dict[str, Architecture] = field(default_factory=dict)
     types: dict[str, SocketType] = field(default_factory=dict)
     plugins: dict[str, PluginRecord] = field(default_factory=dict)
+    described: bool = False
+    """True for a registry read from the manifest: it validates and lists, but cannot run."""
 
     def node_type(self, type_id: str) -> NodeType | None:
         return self.nodes.get(type_id)
@@ -102,7 +106,11 @@ class Registry:
             )
         type_id = self.qualified(record, node_type.id, "node")
         _refuse_duplicate(self.nodes, type_id, record.name, "node")
-        self.nodes[type_id] = replace(node_type, id=type_id, plugin=record.name)
+        try:
+            node_type = replace(node_type, id=type_id).with_types(self.types)
+        except ValueError as exc:
+            raise RegistrationError(f"plugin {record.name!r}: {exc}") from None
+        self.nodes[type_id] = replace(node_type, plugin=record.name)
         record.nodes.append(type_id)
 
     def add_architecture(self, record: PluginRecord, arch: Architecture) -> None:

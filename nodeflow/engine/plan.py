@@ -115,12 +115,10 @@ def build_plan(
 
 
 def resolve_params(given: dict[str, Any], node_type: NodeType, base_dir: Path) -> dict[str, Any]:
-    """Every param of the node: the given value or the default; paths made absolute."""
+    """Every param of the node as its function gets it: the given value or the default,
+    path params as `pathlib.Path`s resolved against the graph's folder."""
     params = {}
     for name, param in node_type.params.items():
         value = given.get(name, None if param.required else param.default)
-        if param.kind == "path" and isinstance(value, str):
-            path = Path(value).expanduser()
-            value = str(path if path.is_absolute() else base_dir / path)
-        params[name] = value
+        params[name] = param.coerce(value, base_dir)
     return params

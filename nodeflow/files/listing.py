@@ -50,12 +50,13 @@ def image_root(path: str) -> Path:
     return Path(path) if Path(path).is_dir() else pattern_root(path)
 
 
-def list_images(path: str, recursive: bool = False) -> list[Path]:
+def list_images(path: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
     """The files `path` names: a folder's image files, or a glob's matches, in natural order.
 
     `recursive` takes a folder's sub-folders too (a pattern recurses with `**`). Raises
     ValueError when nothing matches, saying what was looked for.
     """
+    path = os.fspath(path)
     folder = Path(path)
     if folder.is_dir():
         candidates = folder.rglob("*") if recursive else folder.iterdir()

@@ -111,7 +111,7 @@ def _size_text(images: torch.Tensor) -> str:
 # -- loading and saving -----------------------------------------------------------------------------
 
 
-def resolve_checkpoint(value: str) -> Path:
+def resolve_checkpoint(value: str | Path) -> Path:
     """The file `checkpoint` names: the path itself, else a shipped model of that name."""
     path = Path(value)
     if path.is_file():
@@ -147,7 +147,7 @@ def _checkpoint_fingerprint(params: dict[str, Any]) -> str:
     fingerprint=_checkpoint_fingerprint,
     inference=False,
 )
-def load_model(*, checkpoint: str, ctx: NodeContext) -> Model:
+def load_model(*, checkpoint: Path, ctx: NodeContext) -> Model:
     """Load a model checkpoint; its architecture is read from the file.
 
     A nodeflow .safetensors file names its architecture and hyperparameters in its
@@ -170,7 +170,7 @@ def load_model(*, checkpoint: str, ctx: NodeContext) -> Model:
     output_node=True,
     writes={"path": "file"},
 )
-def save_model(model: Model, *, path: str, ctx: NodeContext) -> None:
+def save_model(model: Model, *, path: Path, ctx: NodeContext) -> None:
     """Write a model to a safetensors checkpoint that `load_model` rebuilds alone.
 
     The file holds the weights and, in its metadata, the architecture id, hyperparameters,

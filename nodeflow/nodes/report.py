@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import kornia
@@ -169,7 +170,7 @@ def metrics(image: Stream, reference: Stream) -> dict[str, float]:
     output_node=True,
     writes={"file": "file"},
 )
-def score_summary(score: Stream, *, file: str | None, ctx: NodeContext) -> dict[str, float]:
+def score_summary(score: Stream, *, file: Path | None, ctx: NodeContext) -> dict[str, float]:
     """Sum per-image scores up: mean, lowest and highest, optionally a CSV of each.
 
     The CSV has one row per image (`name,score`) in stream order and is written
