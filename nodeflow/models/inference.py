@@ -271,6 +271,7 @@ def run_network(
         except torch.OutOfMemoryError as exc:
             _free_memory(padded.device)
             side = _smaller_tile(side, padded, multiple, min_size, tiling, exc)
+    require_finite(out)
     if out.shape[-2:] == (height * scale, width * scale):
         return out
     return out[..., : height * scale, : width * scale].contiguous()
@@ -288,8 +289,9 @@ def _smaller_tile(
     if not tiling:
         raise ValueError(
             f"out of memory running the model on {height}x{width} images, and this model "
-            "cannot be tiled (its normalization depends on the whole image); use smaller "
-            "images, a smaller batch or a device with more memory"
+            "is not tiled (it needs to see each image whole: instance normalization, or "
+            "global attention); use smaller images, a smaller batch or a device with more "
+            "memory"
         ) from exc
     smaller = _tile_side(min(side, max(height, width)) // 2, multiple, min_size)
     if smaller >= side or smaller >= max(height, width):
@@ -298,6 +300,39 @@ def _smaller_tile(
             "device with more memory"
         ) from exc
     return smaller
+
+
+def require_finite(output: torch.Tensor) -> None:
+    """Refuse NaN or infinite outputs: saved, they would be a silently black image."""
+    if not torch.isfinite(output).all():
+        bad = (~torch.isfinite(output)).float().mean().item()
+        raise ValueError(
+            f"the model's output is not finite ({bad:.0%} of its values are NaN or infinite): "
+            "its weights are damaged (NaN in the checkpoint, a diverged training), or a "
+            "lower precision overflowed (try --precision fp32)"
+        )
+
+
+def check_precision(model: Model, device: torch.device) -> None:
+    """Refuse to run a model under an autocast precision its ArchInfo says it does not support.
+
+    nodeflow refuses rather than quietly running such a model in fp32: the user asked for
+    that precision, and the message says which one the model takes.
+    """
+    if not torch.is_autocast_enabled(device.type):
+        return
+    info = model.info
+    dtype = torch.get_autocast_dtype(device.type)
+    unsupported = (dtype == torch.float16 and not info.supports_half) or (
+        dtype == torch.bfloat16 and not info.supports_bfloat16
+    )
+    if unsupported:
+        name = {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+        usable = ["fp32"] + ["bf16"] * info.supports_bfloat16 + ["fp16"] * info.supports_half
+        raise ValueError(
+            f"the {model.describe()} does not support {name} (its outputs would be wrong or "
+            f"NaN); run with --precision {' or '.join(usable)}"
+        )
 
 
 def apply_model(
@@ -312,9 +347,12 @@ def apply_model(
 
     The input must already have the model's channel count; the network runs where the
     images are. The model's native `scale` enlarges the output unless its inputs are
-    upsampled beforehand (extra["upsample_input"]).
+    upsampled beforehand (extra["upsample_input"]). Under an autocast precision the model
+    does not support (`supports_half`, `supports_bfloat16`) it refuses to run, and NaN or
+    infinite outputs are an error.
     """
     info = model.info
+    check_precision(model, images.device)
     net = image_function(prepare(model, images.device), info)
     out = run_network(
         net,
