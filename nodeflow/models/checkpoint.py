@@ -396,24 +396,25 @@ def detect_architecture(
     """
     known = _registry(registry).architectures
     ordered = sorted(known.values(), key=lambda arch: arch.fallback)
+    failures = []
     for arch in ordered:
         try:
             if arch.detect(dict(state_dict)):
                 return arch
-        except Exception:  # a plugin's detect that trips over foreign keys does not claim them
-            continue
+        except Exception as exc:  # a detect that trips over foreign keys does not claim them
+            failures.append(f"{arch.id} could not check ({type(exc).__name__}: {exc})")
     keys = list(state_dict)
     sample = ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
-    hint = ""
-    if not any(arch.fallback for arch in ordered):
-        hint = (
-            "; community files (ESRGAN, SwinIR, SCUNet, ...) load once the nodeflow-spandrel "
+    notes = [f"{arch.id}, asked last, covers {arch.doc}" for arch in ordered if arch.fallback]
+    if not notes:
+        notes.append(
+            "community files (ESRGAN, SwinIR, SCUNet, ...) load once the nodeflow-spandrel "
             "plugin is installed (docs/checkpoints.md)"
         )
     raise ValueError(
         f"no registered architecture recognises {what or 'these weights'}; tried "
         f"{', '.join(arch.id for arch in ordered) or 'none'}; its first keys: "
-        f"{sample or 'none'}{hint}"
+        f"{sample or 'none'}; " + "; ".join(failures + notes)
     )
 
 

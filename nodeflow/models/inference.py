@@ -141,7 +141,9 @@ def _free_memory(device: torch.device) -> None:
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:
     """Pad bottom and right to sides that are multiples of `multiple` and at least `min_size`.
 
-    Reflect padding, or edge replication where the padding is wider than the image.
+    Reflect padding as far as the image allows (one pixel less than its side), then edge
+    replication for the rest: spandrel's scheme, so community models see what they would
+    see under spandrel.
     """
     height, width = x.shape[-2:]
     target_h = _round_up(max(height, min_size), multiple)
@@ -149,8 +151,12 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.
     if (target_h, target_w) == (height, width):
         return x
     pad_h, pad_w = target_h - height, target_w - width
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    reflect_h, reflect_w = min(pad_h, height - 1), min(pad_w, width - 1)
+    if reflect_h or reflect_w:
+        x = F.pad(x, (0, reflect_w, 0, reflect_h), mode="reflect")
+    if (pad_h, pad_w) != (reflect_h, reflect_w):
+        x = F.pad(x, (0, pad_w - reflect_w, 0, pad_h - reflect_h), mode="replicate")
+    return x
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -289,9 +295,9 @@ def _smaller_tile(
     if not tiling:
         raise ValueError(
             f"out of memory running the model on {height}x{width} images, and this model "
-            "is not tiled (it needs to see each image whole: instance normalization, or "
-            "global attention); use smaller images, a smaller batch or a device with more "
-            "memory"
+            "cannot be tiled (it needs to see each image whole: instance normalization, or "
+            "attention over the whole image); use smaller images, a smaller batch or a device "
+            "with more memory"
         ) from exc
     smaller = _tile_side(min(side, max(height, width)) // 2, multiple, min_size)
     if smaller >= side or smaller >= max(height, width):

@@ -19,8 +19,9 @@ ARCHITECTURE = Architecture(
     community.ARCH_ID,
     community.detect,
     community.build,
-    "community restoration and upscaling checkpoints, detected by spandrel "
-    "(ESRGAN, Real-ESRGAN Compact, SwinIR, HAT, DAT, SPAN, SCUNet, DnCNN, NAFNet, ...)",
+    "community restoration and upscaling checkpoints detected by spandrel (ESRGAN, "
+    "Real-ESRGAN Compact, SwinIR, HAT, DAT, SPAN, SCUNet, DnCNN, NAFNet, ...); architectures "
+    f"under restrictive licences (spandrel_extra_arches) only with {community.EXTRA_ARCHES_ENV}=1",
     fallback=True,
 )
 

@@ -97,13 +97,7 @@ def build(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | 
     try:
         descriptor = registry.load(_canonical(state_dict))
     except spandrel.UnsupportedModelError:
-        opt_in = (
-            ""
-            if extra_arches_enabled()
-            else f" (spandrel_extra_arches is not asked; see {EXTRA_ARCHES_ENV} in "
-            "docs/checkpoints.md)"
-        )
-        raise ValueError(f"spandrel recognises none of its architectures{opt_in}") from None
+        raise ValueError("spandrel recognises none of its architectures in these weights") from None
     except Exception as exc:  # spandrel's loaders fail in many ways on damaged files.
         raise ValueError(
             f"spandrel took the weights for a known architecture but could not build it "
