@@ -20,6 +20,7 @@ import pytest
 import spandrel
 import torch
 from click.testing import CliRunner
+from nodeflow_spandrel.community import EXTRA_ARCHES_ENV, PERMISSIVE, RESTRICTIVE
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.DnCNN import DnCNN
@@ -33,7 +34,6 @@ from nodeflow.engine.cache import Cache
 from nodeflow.engine.executor import Executor
 from nodeflow.graph import Graph
 from nodeflow.models.checkpoint import load_model, save_model
-from nodeflow_spandrel.community import EXTRA_ARCHES_ENV, PERMISSIVE, RESTRICTIVE
 
 GRAPHS = Path(__file__).resolve().parents[3] / "graphs"
 TOLERANCE = 1.5 / 255
