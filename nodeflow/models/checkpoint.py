@@ -302,7 +302,7 @@ def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             metadata = dict(handle.metadata() or {})
         return load_file(str(file), device="cpu"), metadata
     except (SafetensorError, OSError) as exc:
-        kind = file_kind(file) if file.stat().st_size else "an empty file"
+        kind = file_kind(file)
         if kind in (TORCH_ZIP, TORCH_LEGACY):
             hint = f"it is {kind}, not safetensors: name it {file.stem}.pth"
         elif kind is not None and kind != SAFETENSORS:
