@@ -185,8 +185,11 @@ def check_fit(
     a network far larger than the file's tensors (ngf 1024, num_downs 8: 55 GB) is refused
     by comparing shapes, not by trying to allocate it.
     """
-    with torch.device("meta"):
-        skeleton = make()
+    try:
+        with torch.device("meta"):
+            skeleton = make()
+    except (NotImplementedError, RuntimeError):
+        return  # a network that needs real tensors to build; load_weights checks it after
     problems = weight_problems(skeleton.net.state_dict(), state_dict)
     if problems:
         said = "the checkpoint's metadata describes" if from_metadata else "the tensors look like"
