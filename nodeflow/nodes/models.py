@@ -155,7 +155,10 @@ def load_model(*, checkpoint: str, ctx: NodeContext) -> Model:
     loads the pix2pix/CycleGAN reference implementation's `*_net_G.pth` (unet_256,
     unet_128, resnet_9blocks, resnet_6blocks; batch or instance norm) and `*_net_D.pth`
     (basic and n_layers PatchGAN, pixel) as they are, reading [-1, 1] like the reference.
-    A name without a suffix that is not a file loads the shipped model of that name.
+    With the nodeflow-spandrel plugin, community restoration and upscaling files (ESRGAN,
+    Real-ESRGAN, SwinIR, SCUNet, ...) load too, for `apply_model` to run. A wrapped state
+    dict is unwrapped (`params_ema` first) and a `module.` prefix dropped. A name without
+    a suffix that is not a file loads the shipped model of that name.
     """
     model = checkpoints.load_model(resolve_checkpoint(checkpoint))
     model.net.to(ctx.device).eval()
