@@ -247,10 +247,24 @@ def plugins(as_json: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def models(as_json: bool) -> None:
-    """List the checkpoints shipped with nodeflow: load_model takes their names."""
-    from nodeflow.cli_help import model_table, shipped_models
+@click.option("--file", "checkpoint", metavar="PATH",
+              help="Say what one checkpoint is (a file, or a shipped model's name).")  # fmt: skip
+def models(as_json: bool, checkpoint: str | None) -> None:
+    """List the checkpoints shipped with nodeflow: load_model takes their names.
 
+    With --file, load one checkpoint (nodeflow's, the pix2pix/CycleGAN reference's, or a
+    community file through the nodeflow-spandrel plugin) and say what it is: architecture,
+    task, scale, channels, parameters, size rules, precisions and licence where known.
+    """
+    from nodeflow.cli_help import checkpoint_report, checkpoint_text, model_table, shipped_models
+
+    if checkpoint is not None:
+        try:
+            report = checkpoint_report(checkpoint, _registry())
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(json.dumps(report, indent=2) if as_json else checkpoint_text(report))
+        return
     found = shipped_models()
     if as_json:
         click.echo(json.dumps(found, indent=2))

@@ -22,7 +22,9 @@ class Architecture:
 
     `detect(state_dict)` answers whether the tensors have this architecture's layout;
     `build(state_dict, metadata)` returns a loaded model (with its hyperparameters read
-    from the metadata or, for a bare state dict, from the tensor shapes).
+    from the metadata or, for a bare state dict, from the tensor shapes). A `fallback`
+    architecture (a catch-all detector such as spandrel's) is asked only after every
+    other architecture has declined the tensors.
     """
 
     id: str
@@ -30,6 +32,7 @@ class Architecture:
     build: Callable[[dict[str, Any], dict[str, str]], Any]
     doc: str = ""
     plugin: str = field(default="", compare=False)
+    fallback: bool = False
 
 
 @dataclass
@@ -118,9 +121,7 @@ class Registry:
             raise RegistrationError(f"register() takes an Architecture, got {type(arch).__name__}")
         arch_id = self.qualified(record, arch.id, "architecture")
         _refuse_duplicate(self.architectures, arch_id, record.name, "architecture")
-        self.architectures[arch_id] = Architecture(
-            arch_id, arch.detect, arch.build, arch.doc, plugin=record.name
-        )
+        self.architectures[arch_id] = replace(arch, id=arch_id, plugin=record.name)
         record.architectures.append(arch_id)
 
     def add_type(self, record: PluginRecord, socket_type: SocketType) -> None:

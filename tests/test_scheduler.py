@@ -260,7 +260,7 @@ def test_training_in_fp16_is_refused_with_a_reason(registry: Registry) -> None:
     events: list[Event] = []
     executor = Executor(registry, Cache(enabled=False), device="cpu", precision="fp16")
     result = executor.run(Graph.parse(text), on_event=events.append)
-    assert "do not train in fp16" in result.failed["train"]
+    assert "training does not run in fp16" in result.failed["train"]
     assert "train" not in [e.node for e in events if isinstance(e, NodeStarted)][1:] or any(
         isinstance(e, NodeFailed) and e.node == "train" for e in events
     )

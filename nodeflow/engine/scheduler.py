@@ -52,13 +52,6 @@ _BUILTIN_TYPE_NAMES = {t.name for t in BUILTIN_TYPES}
 _MISSING = object()
 
 
-FP16_TRAINING = (
-    "training nodes do not train in fp16: it needs a gradient scaler around every step, "
-    "which the trainers do not use; train with --precision fp32 (or bf16 on hardware "
-    "with bf16 units), then run the trained model in fp16"
-)
-
-
 def _in_mode(dtype: torch.dtype) -> bool:
     """Whether this thread already runs as an inference node with `dtype` wants."""
     return torch.is_inference_mode_enabled() and (
@@ -452,8 +445,6 @@ class LocalRun:
                     inputs[name] = _ChannelStream(channels[name], replay, step, name, ctx)
                 else:
                     inputs[name] = _readable(self.value(link.node, link.output), step, name, ctx)
-            if not step.node_type.inference and self.settings.dtype == torch.float16:
-                raise OutputError(FP16_TRAINING)
             began = time.perf_counter()
             guard = self._training if not step.node_type.inference else contextlib.nullcontext()
             with guard:
