@@ -219,6 +219,8 @@ class LocalRun:
     def replay(self, node_id: str, output: str) -> Stream:
         """A stream node's output as a re-iterable stream: each pass over it recomputes it."""
         port = (node_id, output)
+        socket = self.plan.steps[node_id].node_type.outputs[output].type
+        pixels = socket.name in ("Image", "Mask")
 
         def produce() -> Iterator[Batch]:
             streams, _ = self._closure(self.plan.steps[node_id])
@@ -229,7 +231,7 @@ class LocalRun:
                 if batch is END:
                     return
                 if batch is not None:
-                    yield batch
+                    yield Batch(as_float(batch.data), batch.names) if pixels else batch
             if steps.nodes[node_id].failed:
                 raise UpstreamFailed(node_id)
 

@@ -39,7 +39,10 @@ def to_unit_float(pixels: np.ndarray, rescale: bool = False) -> np.ndarray:
 
 
 def to_levels(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Float pixels in [0, 1] as uint8 or uint16 levels, rounded to the nearest."""
+    """Float pixels in [0, 1] (or uint8 levels) as uint8 or uint16 levels, rounded to the
+    nearest."""
+    if pixels.dtype == np.uint8:
+        return pixels if bit_depth == 8 else pixels.astype(np.uint16) * np.uint16(257)
     top = 255 if bit_depth == 8 else 65535
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     return np.clip(np.rint(pixels.astype(np.float64) * top), 0, top).astype(dtype)

@@ -52,6 +52,7 @@ from nodeflow.files.policy import (
     output_folder,
     safe_item_name,
 )
+from nodeflow.prefetch import Writer, ordered_map
 
 # Photo name -> file inside skimage.data's folder; read from there so nothing is downloaded.
 COLOUR_SAMPLES = {
@@ -82,6 +83,13 @@ def _as_tensor(pixels: np.ndarray, rescale: bool) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1)))
 
 
+def _as_frame(pixels: np.ndarray, rescale: bool) -> np.ndarray | torch.Tensor:
+    """Decoded pixels as a frame to batch: 8-bit files stay H x W x C uint8 arrays (the
+    engine converts them for the nodes that want floats), the rest become float32
+    C x H x W tensors in [0, 1]."""
+    return pixels if pixels.dtype == np.uint8 else _as_tensor(pixels, rescale)
+
+
 def read_image(
     path: Path, options: DecodeOptions | None = None, rescale: bool = False
 ) -> torch.Tensor:
@@ -97,18 +105,20 @@ def read_image(
 
 def _read_frames(
     path: Path, name: str, options: DecodeOptions, rescale: bool, ctx: NodeContext
-) -> Iterator[tuple[str, torch.Tensor]]:
+) -> list[tuple[str, np.ndarray | torch.Tensor]]:
     """(item name, C x H x W) per frame of one file; a file that fails is reported and skipped."""
     try:
         frames = decode_file(path, options, name)
     except UnreadableImage as exc:
         ctx.item_error(str(path), exc.reason)
-        return
+        return []
+    read = []
     for item, pixels in frames:
         try:
-            yield item, _as_tensor(pixels, rescale)
+            read.append((item, _as_frame(pixels, rescale)))
         except OutOfRange as exc:
             ctx.item_error(f"{path}{item[len(name) :]}", str(exc))
+    return read
 
 
 def _file_state(path: Path) -> tuple[str, int, int]:
@@ -131,13 +141,19 @@ def _group(
 
 
 def _batches(
-    frames: Iterable[tuple[str, torch.Tensor]], batch_size: int, ctx: NodeContext
+    frames: Iterable[tuple[str, np.ndarray | torch.Tensor]], batch_size: int, ctx: NodeContext
 ) -> Iterator[Batch]:
-    for group in _group(frames, lambda item: tuple(item[1].shape), batch_size):
-        data = torch.stack([image for _, image in group]).to(ctx.device)
+    """Frames of one shape and kind stacked into batches; 8-bit ones as B x C x H x W uint8
+    (laid out channels-last, as decoded, which is what resampling uint8 is fastest on)."""
+    for group in _group(frames, lambda item: (*item[1].shape, item[1].dtype), batch_size):
         names = [name for name, _ in group]
+        if isinstance(group[0][1], np.ndarray):
+            stacked = np.stack([pixels for _, pixels in group])
+            data = torch.from_numpy(stacked).permute(0, 3, 1, 2)
+        else:
+            data = torch.stack([image for _, image in group])
         group.clear()  # drop the single images before the batch travels on
-        yield Batch(data, names)
+        yield Batch(data.to(ctx.device), names)
 
 
 # -- fingerprints: what the cache must see change ---------------------------------------------
@@ -263,7 +279,9 @@ def load_images(
     `a/photo`, `b/photo`; files that differ only in extension keep it (`photo.png`,
     `photo.jpg`). Files are decoded only as the stream is read, so memory stays flat.
     Images of different sizes or channel counts cannot share a tensor: a batch ends where
-    they change. A file that cannot be read, or is refused (too many pixels, values out of
+    they change. Files are decoded on worker threads ahead of the graph
+    (`NODEFLOW_IO_THREADS`, default: the cores), and 8-bit files stay 8-bit until a node
+    needs floats. A file that cannot be read, or is refused (too many pixels, values out of
     range), is reported as an item error with the reason and skipped.
     """
     files = list_images(path, recursive)
@@ -273,12 +291,12 @@ def load_images(
     total = sum(1 for _ in _group(shapes, lambda shape: shape, batch_size))
 
     def produce() -> Iterator[Batch]:
-        def frames_of_files() -> Iterator[tuple[str, torch.Tensor]]:
-            for file, name in zip(files, names, strict=True):
-                ctx.check_cancelled()
-                yield from _read_frames(file, name, options, rescale, ctx)
+        def read(item: tuple[Path, str]) -> list[tuple[str, np.ndarray | torch.Tensor]]:
+            ctx.check_cancelled()
+            return _read_frames(*item, options, rescale, ctx)
 
-        yield from _batches(frames_of_files(), batch_size, ctx)
+        decoded = ordered_map(read, zip(files, names, strict=True), ahead=2 * batch_size)
+        yield from _batches((frame for frames in decoded for frame in frames), batch_size, ctx)
 
     return Stream(produce, total=total)
 
@@ -383,18 +401,19 @@ def _check_pattern(pattern: str) -> None:
 
 
 def _as_pixels(batch: torch.Tensor) -> np.ndarray:
-    """B x C x H x W in [0, 1] -> B x H x W x C float32 on the CPU."""
+    """B x C x H x W in [0, 1] (or uint8 levels) -> B x H x W x C on the CPU, as it came."""
     if batch.dim() != 4 or batch.shape[1] not in (1, 3):
         raise ValueError(
             f"save_images writes 1- or 3-channel image batches (B x C x H x W), "
             f"got shape {tuple(batch.shape)}"
         )
-    return batch.detach().float().permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    pixels = batch.detach() if batch.dtype == torch.uint8 else batch.detach().float()
+    return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 @node(
     "save_images",
-    inputs={"image": Input(IMAGE, help="the images to write")},
+    inputs={"image": Input(IMAGE, help="the images to write", uint8=True)},
     params={
         "folder": PathParam("out", help="where the files go; created if missing"),
         "pattern": Str(
@@ -448,15 +467,20 @@ def save_images(
     graph_json = ctx.graph_json if format in ("png", "tiff") else ""
     claims = NameClaims()
     index = 0
-    for batch in image:
-        for name, pixels in zip(batch.names, _as_pixels(batch.data), strict=True):
-            ctx.check_cancelled()
-            stem = pattern.format(name=safe_item_name(name), index=index, node=ctx.node_id)
-            path = claims.claim(file_in_folder(target, stem, f".{format}", ctx.output_root))
-            check_replaceable(path)
-            write_image(path, to_levels(pixels, bit_depth), format, graph_json, quality)
-            ctx.wrote(path)
-            index += 1
+
+    def write(path: Path, pixels: np.ndarray) -> None:
+        write_image(path, to_levels(pixels, bit_depth), format, graph_json, quality)
+
+    with Writer() as writer:  # encoding runs on threads while the next batch is read
+        for batch in image:
+            for name, pixels in zip(batch.names, _as_pixels(batch.data), strict=True):
+                ctx.check_cancelled()
+                stem = pattern.format(name=safe_item_name(name), index=index, node=ctx.node_id)
+                path = claims.claim(file_in_folder(target, stem, f".{format}", ctx.output_root))
+                check_replaceable(path)
+                writer.submit(functools.partial(write, path, pixels))
+                ctx.wrote(path)
+                index += 1
 
 
 @hookimpl
