@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -139,9 +140,12 @@ def node_rows(app: NodeflowApp) -> list[tuple[str, str]]:
     return rows
 
 
-async def wait_for(pilot, condition: Callable[[], bool], what: str) -> None:
-    """Let the app work until `condition()` holds (at most a few seconds)."""
-    for _ in range(250):
+async def wait_for(
+    pilot, condition: Callable[[], bool], what: str, seconds: float = 5.0
+) -> None:
+    """Let the app work until `condition()` holds (at most `seconds`)."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
         if condition():
             return
         await pilot.pause(0.02)
@@ -506,3 +510,71 @@ def test_edit_command_is_wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     result = CliRunner().invoke(cli.main, ["edit", str(tmp_path / "g.toml")])
     assert result.exit_code == 0, result.output
     assert opened == [tmp_path / "g.toml", "ran"]
+
+
+TRAINING = """\
+version = 1
+
+[nodes.photos]
+type = "sample_images"
+params = { names = "astronaut, coffee", size = 32 }
+
+[nodes.pairs]
+type = "pairs"
+params = { task = "denoise", crop = 16 }
+inputs = { image = "photos.image" }
+
+[nodes.train]
+type = "train_unet"
+params = { num_downs = 2, ngf = 4, steps = 1000000, batch_size = 2, sample_every = 0 }
+inputs = { dataset = "pairs.dataset" }
+"""
+
+
+@drive
+async def test_quit_during_training_stops_the_run_and_keeps_a_checkpoint(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry, TRAINING)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        board = main(app).board
+        await wait_for(pilot, lambda: board.get("train").done >= 3, "a few training steps")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmQuitScreen)
+        assert "A run is in progress" in str(dialog.query_one("#quit-running").render())
+        await pilot.press("q")
+        asked = time.perf_counter()
+        await pilot.pause()
+        assert "stopping the run" in str(app.screen.query_one("#topbar-run").render())
+        await wait_for(pilot, lambda: not app.is_running, "the app to quit", seconds=10)
+    assert time.perf_counter() - asked < 10
+    assert list((tmp_path / "cache").glob("work/*/training.pt"))
+
+
+@drive
+async def test_ctrl_c_stops_a_run_and_quits(tmp_path: Path, slow_registry: Registry) -> None:
+    text = """\
+version = 1
+
+[nodes.frames]
+type = "slow.frames"
+params = { count = 100000 }
+
+[nodes.save]
+type = "save_images"
+params = { folder = "out" }
+inputs = { image = "frames.image" }
+"""
+    app = make_app(tmp_path, slow_registry, text)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        board = main(app).board
+        await wait_for(pilot, lambda: board.get("save").done > 1, "a few batches")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.is_running, "the app to quit", seconds=10)
+    assert board.get("save").done < 1000

@@ -121,6 +121,7 @@ class MainScreen(Screen):
         self.previews: dict[str, Any] = {}
         self.run_number = 0
         self.cancel_token: CancelToken | None = None
+        self.exit_after_run = False
         self.stale_during_run: set[str] = set()
         self.preview_number = 0
         self.shown_sample: str | None = None
@@ -199,7 +200,11 @@ class MainScreen(Screen):
         if doc.dirty:
             left += "  [$text-warning]\\[modified][/]"
         self.query_one("#topbar-file", Static).update(left)
-        right = "[$text-accent]running… x cancels[/]" if self.board.running else ""
+        right = ""
+        if self.board.running and self.cancel_token is not None and self.cancel_token.cancelled:
+            right = "[$text-warning]stopping the run…[/]"
+        elif self.board.running:
+            right = "[$text-accent]running… x cancels[/]"
         device = self.app.device_name  # type: ignore[attr-defined]
         if device:
             right += f"  [$text-muted]{escape(device)}[/]"
@@ -446,22 +451,52 @@ class MainScreen(Screen):
         self.refresh_title()
         return True
 
-    def quit_guarded(self) -> None:
-        if not self.doc.dirty:
-            self.app.exit()
+    def quit_guarded(self, interrupt: bool = False) -> None:
+        """Quit, asking first when there are unsaved changes or a run is going.
+
+        `interrupt` (ctrl+c): stop a run at once, before asking anything.
+        """
+        if self.exit_after_run:
+            self.notify("Still stopping the run…; nodeflow quits as soon as it has stopped.")
+            return
+        if interrupt:
+            self._request_cancel()
+        running = self.board.running
+        if not self.doc.dirty and (not running or interrupt):
+            self.exit_when_stopped()
             return
 
         def decide(choice: str | None) -> None:
-            if choice == "discard":
-                self.app.exit()
+            if choice in ("discard", "quit"):
+                self.exit_when_stopped()
             elif choice == "save":
                 if self.doc.path is None:
                     self.action_save_as(then_quit=True)
                 elif self._save(self.doc.path):
-                    self.app.exit()
+                    self.exit_when_stopped()
 
         name = self.doc.path.name if self.doc.path else "The new graph"
-        self.app.push_screen(ConfirmQuitScreen(name), decide)
+        self.app.push_screen(
+            ConfirmQuitScreen(name, unsaved=self.doc.dirty, running=running), decide
+        )
+
+    def exit_when_stopped(self) -> None:
+        """Quit now, or, while a run is going, cancel it and quit as soon as it has stopped.
+
+        A training node writes its resumable checkpoint when cancelled; quitting before the
+        run's thread ends would leave it training behind a blank screen.
+        """
+        if not self.board.running:
+            self.app.exit()
+            return
+        self.exit_after_run = True
+        self._request_cancel()
+        self.notify("Stopping the run…; nodeflow quits as soon as it has stopped.")
+
+    def _request_cancel(self) -> None:
+        if self.board.running and self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.refresh_title()
 
     def action_view(self) -> None:
         preview = self.query_one(ImagePreview)
@@ -533,8 +568,11 @@ class MainScreen(Screen):
         if not self.board.running or self.cancel_token is None:
             self.notify("Nothing is running.")
             return
-        self.cancel_token.cancel()
-        self.notify("Cancelling at the next batch…")
+        self._request_cancel()
+        self.notify("Stopping the run at the next batch or step…")
+
+    def on_unmount(self) -> None:
+        self._request_cancel()
 
     @on(RunEventPosted)
     def _run_event(self, message: RunEventPosted) -> None:
@@ -560,6 +598,9 @@ class MainScreen(Screen):
         if message.run != self.run_number:
             return
         self.board.running = False
+        if self.exit_after_run:
+            self.app.exit()
+            return
         result = message.result
         if result is None:
             self.board.abort()
@@ -704,7 +745,8 @@ class NodeflowApp(App[None]):
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (34, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "quit", tooltip="quit (asks first if unsaved)", priority=True)
+        Binding("ctrl+q", "quit", "quit", tooltip="quit (asks first if unsaved)", priority=True),
+        Binding("ctrl+c", "interrupt", show=False, priority=True),
     ]
 
     def __init__(
@@ -744,6 +786,10 @@ class NodeflowApp(App[None]):
     async def action_quit(self) -> None:
         self.main.quit_guarded()
 
+    async def action_interrupt(self) -> None:
+        """ctrl+c: stop a run at once, then quit as ctrl+q does."""
+        self.main.quit_guarded(interrupt=True)
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         if not isinstance(screen, MainScreen):
@@ -778,7 +824,8 @@ class NodeflowApp(App[None]):
                 [
                     ("ctrl+p", "command palette: every action, and add any node type"),
                     ("tab / shift+tab", "next / previous panel or field"),
-                    ("ctrl+q", "quit (asks first when there are unsaved changes)"),
+                    ("ctrl+q", "quit (asks first with unsaved changes or a run going)"),
+                    ("ctrl+c", "stop the run if one is going, then quit as ctrl+q does"),
                 ],
             ),
         ]
