@@ -140,9 +140,7 @@ def node_rows(app: NodeflowApp) -> list[tuple[str, str]]:
     return rows
 
 
-async def wait_for(
-    pilot, condition: Callable[[], bool], what: str, seconds: float = 5.0
-) -> None:
+async def wait_for(pilot, condition: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
     """Let the app work until `condition()` holds (at most `seconds`)."""
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -578,3 +576,60 @@ inputs = { image = "frames.image" }
         await pilot.press("ctrl+c")
         await wait_for(pilot, lambda: not app.is_running, "the app to quit", seconds=10)
     assert board.get("save").done < 1000
+
+
+COMMENTED = """\
+# Noise and how much it costs.
+version = 1
+
+# the clean photos
+[nodes.photos]
+type = "sample_images"
+params = { size = 32, names = "astronaut, coffee", batch_size = 1 }  # small and quick
+
+[nodes.noisy]
+type = "add_noise"
+params = { sigma = 25.0, seed = 1 }
+inputs = { image = "photos.image" }
+
+# PSNR and SSIM against the clean photos
+[nodes.quality]
+type = "metrics"
+inputs = { image = "noisy.image", reference = "photos.image" }
+"""
+
+
+@drive
+async def test_saving_keeps_the_files_comments_and_asks_when_it_changed_on_disk(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry, COMMENTED)
+    path = tmp_path / "graph.toml"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("down")  # noisy
+        await pilot.pause()
+        sigma = next(f for f in app.screen.query(ParamField) if f.param_name == "sigma")
+        sigma.query_one("Input").focus()
+        await pilot.pause()
+        await pilot.press("1", "0")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert path.read_text() == COMMENTED.replace("sigma = 25.0", "sigma = 10.0")
+
+        # another program changes the file: saving asks before overwriting it
+        path.write_text(COMMENTED.replace("seed = 1", "seed = 2"))
+        await pilot.press("escape", "down")  # quality
+        await pilot.press("n", *"psnr", "enter")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen)
+        assert "changed on disk" in app.screen.title_text
+        assert "seed = 2" in path.read_text()
+        await pilot.press("enter")  # overwrite
+        await pilot.pause()
+    text = path.read_text()
+    assert "# PSNR and SSIM against the clean photos\n[nodes.psnr]" in text
+    assert text.startswith("# Noise and how much it costs.\n")
+    assert "batch_size = 1 }  # small and quick" in text
+    assert "sigma = 10.0, seed = 1" in text

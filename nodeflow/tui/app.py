@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +28,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 
 import nodeflow.tui.status as run_status
 from nodeflow.engine import CancelToken, Event, Executor, NodeProgress, RunResult, RunStarted
-from nodeflow.graph import Graph, GraphFileError, Problem
+from nodeflow.graph import FileChangedError, Graph, GraphFileError, Problem
 from nodeflow.plugins import load_registry
 from nodeflow.registry import Registry
 from nodeflow.tui.commands import NodeTypeCommands
@@ -430,26 +430,48 @@ class MainScreen(Screen):
             return
         self._save(self.doc.path)
 
-    def action_save_as(self, then_quit: bool = False) -> None:
+    def action_save_as(self, then: Callable[[], None] | None = None) -> None:
         current = str(self.doc.path) if self.doc.path else "graph.toml"
 
         def save(path: str | None) -> None:
-            if path and self._save(Path(path)) and then_quit:
-                self.app.exit()
+            if path:
+                self._save(Path(path), then)
 
         self.app.push_screen(
             PromptScreen("Save as (.toml or .json):", current, _path_problem), save
         )
 
-    def _save(self, path: Path) -> bool:
+    def _save(
+        self, path: Path, then: Callable[[], None] | None = None, overwrite: bool = False
+    ) -> None:
+        """Save to `path`, then call `then`; ask first when the file changed on disk."""
         try:
-            written = self.doc.save(path)
+            written = self.doc.save(path, overwrite=overwrite)
+        except FileChangedError:
+            self._ask_overwrite(path, then)
+            return
         except (OSError, ValueError) as exc:
             self.notify(f"Could not save {path}: {exc}", severity="error")
-            return False
+            return
         self.notify(f"Saved {written}")
         self.refresh_title()
-        return True
+        if then is not None:
+            then()
+
+    def _ask_overwrite(self, path: Path, then: Callable[[], None] | None) -> None:
+        def chosen(choice: str | None) -> None:
+            if choice == "overwrite":
+                self._save(path, then, overwrite=True)
+            elif choice == "save_as":
+                self.action_save_as(then)
+
+        options = [
+            ("Overwrite it with the graph as edited here", "overwrite"),
+            ("Save under another name…", "save_as"),
+            ("Cancel: leave the file as it is on disk", None),
+        ]
+        title = f"{path.name} changed on disk since it was opened (by another program?)."
+        self.app.push_screen(ChoiceScreen(title, options), chosen)
 
     def quit_guarded(self, interrupt: bool = False) -> None:
         """Quit, asking first when there are unsaved changes or a run is going.
@@ -471,9 +493,9 @@ class MainScreen(Screen):
                 self.exit_when_stopped()
             elif choice == "save":
                 if self.doc.path is None:
-                    self.action_save_as(then_quit=True)
-                elif self._save(self.doc.path):
-                    self.exit_when_stopped()
+                    self.action_save_as(self.exit_when_stopped)
+                else:
+                    self._save(self.doc.path, self.exit_when_stopped)
 
         name = self.doc.path.name if self.doc.path else "The new graph"
         self.app.push_screen(

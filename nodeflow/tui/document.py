@@ -240,9 +240,13 @@ class Document:
         self.undo_stack.append(edit)
         return edit
 
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write the graph (TOML or JSON by suffix) and mark this state as saved."""
-        written = self.graph.save(path)
+    def save(self, path: str | Path | None = None, overwrite: bool = False) -> Path:
+        """Write the graph (TOML or JSON by suffix) and mark this state as saved.
+
+        Raises `FileChangedError` when the graph's file changed on disk since it was read,
+        unless `overwrite`.
+        """
+        written = self.graph.save(path, overwrite=overwrite)
         self._saved_at = self.undo_stack[-1] if self.undo_stack else None
         return written
 

@@ -166,6 +166,8 @@ class ParamField(Vertical):
         self.set_class(reason is not None, "-invalid")
         self.query_one(".field-error", Static).update(f"✗ {reason}" if reason else "")
         if reason is None and not self._same(value):
+            if self.param.kind == "float" and type(value) is int:
+                value = float(value)  # saved as 10.0: the file reads as the float it is
             self.shown = value
             self.post_message(ParamEdited(self.node_id, self.param_name, value))
 
