@@ -633,3 +633,95 @@ async def test_saving_keeps_the_files_comments_and_asks_when_it_changed_on_disk(
     assert text.startswith("# Noise and how much it costs.\n")
     assert "batch_size = 1 }  # small and quick" in text
     assert "sigma = 10.0, seed = 1" in text
+
+
+SIX_NODES = (
+    SMALL
+    + """
+[nodes.blurred]
+type = "blur"
+params = { sigma = 1.0 }
+inputs = { image = "photos.image" }
+
+[nodes.sheet]
+type = "concat"
+inputs = { image = "noisy.image", other = "blurred.image" }
+
+[nodes.save]
+type = "save_images"
+params = { folder = "out" }
+inputs = { image = "sheet.image" }
+"""
+)
+
+
+def visible_boxes(graph: GraphView) -> set[str]:
+    """The boxes drawn whole inside the graph panel as it is scrolled now."""
+    region = graph.scrollable_content_region
+    scroll_x, scroll_y = graph.scroll_offset
+    shown = set()
+    for node_id, box in graph.graph_layout.boxes.items():
+        left = box.x + graph.margin_x - scroll_x
+        top = box.y - scroll_y
+        across = left >= 0 and left + box.width <= region.width
+        if across and top >= 0 and top + box.height <= region.height:
+            shown.add(node_id)
+    return shown
+
+
+@drive
+async def test_the_graph_gets_the_room_and_keys_jump_between_panels(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry, SIX_NODES)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        graph, nodes = screen.query_one(GraphView), screen.query_one(NodeList)
+        inspector = screen.query_one("#inspector")
+        assert visible_boxes(graph) == set(app.doc.graph.nodes)
+        assert graph.size.width > max(nodes.size.width, inspector.size.width)
+        assert nodes.region.right <= graph.region.x and graph.region.right <= inspector.region.x
+
+        await pilot.press("end")  # home and end in the list
+        assert main(app).selected == "save"
+        await pilot.press("home")
+        assert main(app).selected == "photos"
+
+        await pilot.press("2")
+        assert graph.has_focus
+        await pilot.press("end")
+        await pilot.pause()
+        assert main(app).selected == "save"
+        await pilot.press("3")
+        assert inspector.has_focus_within
+        await pilot.press("6")
+        await pilot.pause()
+        assert screen.query_one(TabbedContent).active == "tab-run"
+        await pilot.press("4")
+        await pilot.pause()
+        assert screen.query_one(TabbedContent).active == "tab-problems"
+        assert screen.query_one(ProblemList).has_focus
+        await pilot.press("1")
+        assert nodes.has_focus
+
+        # g means one thing at every width: the graph in place of the list, and back
+        await pilot.press("g")
+        await pilot.pause()
+        assert graph.display and not nodes.display and graph.has_focus
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert graph.display and not nodes.display
+        await pilot.press("g")
+        await pilot.pause()
+        assert nodes.display and not graph.display and nodes.has_focus
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause()
+        assert nodes.display and graph.display
+        preview = screen.query_one("#preview")  # as tall as a square image as wide as the panel
+        assert preview.styles.height.value == min((inspector.outer_size.width - 4) // 2, 24)
+
+        # the help starts with the keys of the focused panel
+        await pilot.press("2", "question_mark")
+        await pilot.pause()
+        assert app.screen.sections[0][0] == "Here: the graph"

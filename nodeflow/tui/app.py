@@ -50,6 +50,7 @@ from nodeflow.tui.messages import (
     RunEnded,
     RunEventPosted,
 )
+from nodeflow.tui.panels import panel_widths
 from nodeflow.tui.screens.choice import ChoiceScreen
 from nodeflow.tui.screens.confirm_quit import ConfirmQuitScreen
 from nodeflow.tui.screens.help import HelpScreen
@@ -68,6 +69,15 @@ IMAGE_TYPES = {"Image", "Mask"}
 PREVIEW_MAX = 256
 """Longest side, in pixels, of the images kept for previews (the panel is far smaller)."""
 _DISCONNECT = object()
+PANEL_KEYS = {
+    "nodes": "node list",
+    "graph": "graph",
+    "inspector": "inspector",
+    "tab-problems": "problems",
+    "tab-log": "log",
+    "tab-run": "run panel",
+}
+"""What the number keys 1 to 6 go to."""
 
 
 def open_graph(path: str | Path | None) -> tuple[Graph, list[Problem]]:
@@ -107,10 +117,18 @@ class MainScreen(Screen):
         Binding("ctrl+r,ctrl+y", "redo", "redo", tooltip="redo what was undone"),
         Binding("ctrl+s", "save", "save", tooltip="save the graph file"),
         Binding("S", "save_as", "save as", tooltip="save under another name (.toml or .json)"),
-        Binding("g", "toggle_graph", "graph", tooltip="show or hide the graph panel"),
+        Binding(
+            "g", "toggle_graph", "graph", tooltip="the graph in place of the node list, or back"
+        ),
         Binding("v", "view", "view", tooltip="view the selected node's image full screen"),
         Binding("question_mark", "help", "help", tooltip="every key, and what each panel is for"),
         Binding("escape", "focus_nodes", tooltip="back to the node list", show=False),
+        *[
+            Binding(
+                str(number), f"focus_panel('{panel}')", tooltip=f"go to the {label}", show=False
+            )
+            for number, (panel, label) in enumerate(PANEL_KEYS.items(), start=1)
+        ],
     ]
 
     def __init__(self) -> None:
@@ -122,6 +140,8 @@ class MainScreen(Screen):
         self.run_number = 0
         self.cancel_token: CancelToken | None = None
         self.exit_after_run = False
+        self.graph_mode = False
+        """`g`: the graph takes the node list's place."""
         self.stale_during_run: set[str] = set()
         self.preview_number = 0
         self.shown_sample: str | None = None
@@ -185,6 +205,7 @@ class MainScreen(Screen):
         types = self._types()
         self.query_one(NodeList).show_nodes(self.doc.execution_order(), types, self.board)
         self.query_one(GraphView).show_graph(layout_graph(self.doc.graph), types, self.board)
+        self.fit_panels()
         problems = self.doc.problems()
         self.query_one(ProblemList).show_problems(problems)
         tab = self.query_one(TabbedContent).get_tab("tab-problems")
@@ -406,15 +427,61 @@ class MainScreen(Screen):
             self.notify("This node has nothing to edit.")
 
     def action_focus_nodes(self) -> None:
-        if self.has_class("-narrow") and self.has_class("-graph-toggled"):
-            self.query_one(GraphView).focus()
-        else:
-            self.query_one(NodeList).focus()
+        nodes = self.query_one(NodeList)
+        (nodes if nodes.display else self.query_one(GraphView)).focus()
+
+    def action_focus_panel(self, panel: str) -> None:
+        if panel.startswith("tab-"):
+            tabs = self.query_one(TabbedContent)
+            tabs.active = panel
+            pane = tabs.get_pane(panel)
+            target = next((w for w in pane.query("*") if w.focusable), None)
+            if target is not None:
+                target.focus()
+            return
+        if (panel == "nodes" and self.graph_mode) or (
+            panel == "graph" and not self.query_one(GraphView).display
+        ):
+            self.action_toggle_graph()
+        if panel == "inspector":
+            inspector = self.query_one(Inspector)
+            field = next((w for w in inspector.query("*") if w.focusable), None)
+            (field or inspector).focus()
+            return
+        self.query_one(NodeList if panel == "nodes" else GraphView).focus()
 
     def action_toggle_graph(self) -> None:
-        self.toggle_class("-graph-toggled")
-        graph_shown = self.has_class("-narrow") == self.has_class("-graph-toggled")
-        self.query_one(GraphView if graph_shown else NodeList).focus()
+        """The graph in place of the node list, or back: the same at every width."""
+        self.graph_mode = not self.graph_mode
+        self.fit_panels()
+        self.query_one(GraphView if self.graph_mode else NodeList).focus()
+
+    def on_resize(self) -> None:
+        self.fit_panels()
+
+    def fit_panels(self) -> None:
+        """Panel widths from the terminal's width and what the panels hold; the preview as
+        tall as a square image as wide as the inspector."""
+        graph = self.query_one(GraphView)
+        nodes = self.query_one(NodeList)
+        inspector = self.query_one(Inspector)
+        widths = panel_widths(
+            self.size.width, nodes.content_width(), graph.graph_layout.width, self.graph_mode
+        )
+        for widget, width in (
+            (nodes, widths.nodes),
+            (graph, widths.graph),
+            (inspector, widths.inspector),
+        ):
+            widget.display = width > 0
+            if width:
+                widget.styles.width = width
+        tallest = 8 if self.size.height < 34 else 24
+        inspector.query_one(ImagePreview).styles.height = max(
+            6, min((widths.inspector - 4) // 2, tallest)
+        )
+        if self.focused is not None and not self.focused.display:
+            self.action_focus_nodes()
 
     def _need_selection(self, verb: str) -> bool:
         if self.selected is None:
@@ -529,7 +596,17 @@ class MainScreen(Screen):
         self.app.push_screen(PreviewScreen(preview.pixels, caption))
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.app.help_sections()))  # type: ignore[attr-defined]
+        """Help, starting with the keys of the panel that has the focus."""
+        focused = self.focused
+        panel = None
+        while focused is not None and panel is None:
+            panel = next((p for p in FOCUSED_HELP if focused.id == p), None)
+            focused = focused.parent  # type: ignore[assignment]
+        sections = self.app.help_sections()  # type: ignore[attr-defined]
+        if panel is not None:
+            title, rows = FOCUSED_HELP[panel]
+            sections = [(f"Here: {title}", rows), *sections]
+        self.app.push_screen(HelpScreen(sections))
 
     # -- running ----------------------------------------------------------------------------
 
@@ -729,6 +806,43 @@ class MainScreen(Screen):
             self.query_one(Inspector).show_preview(message.pixels, message.caption)
 
 
+FOCUSED_HELP: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "nodes": (
+        "the node list",
+        [
+            ("up / down", "select the node above or below (everywhere)"),
+            ("home / end", "the first or the last node"),
+        ],
+    ),
+    "graph": (
+        "the graph",
+        [
+            ("up / down", "to the layer above (inputs) or below (what reads it)"),
+            ("left / right", "to the next box in the layer"),
+            ("home / end", "the first source, the last node of the bottom layer"),
+            ("click", "select a box"),
+        ],
+    ),
+    "inspector": (
+        "the inspector",
+        [
+            ("tab / shift+tab", "next / previous field"),
+            ("c", "on an input: choose the output that feeds it"),
+            ("empty a field", "the param's default applies (shown greyed)"),
+            ("esc", "back to the node list"),
+        ],
+    ),
+    "problems": (
+        "the problems",
+        [
+            ("up / down, home / end", "move through the problems"),
+            ("enter", "select the node at fault"),
+        ],
+    ),
+}
+"""Keys of the panel that has the focus, shown first in the help."""
+
+
 def _shrink(image: Any) -> Any:
     """An image batch no larger than PREVIEW_MAX on its longest side."""
     height, width = image.shape[-2:]
@@ -764,7 +878,6 @@ class NodeflowApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "nodeflow"
     COMMANDS = App.COMMANDS | {NodeTypeCommands}
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (34, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "quit", tooltip="quit (asks first if unsaved)", priority=True),
@@ -846,6 +959,7 @@ class NodeflowApp(App[None]):
                 [
                     ("ctrl+p", "command palette: every action, and add any node type"),
                     ("tab / shift+tab", "next / previous panel or field"),
+                    ("1 … 6", "go to the nodes, graph, inspector, problems, log, run panel"),
                     ("ctrl+q", "quit (asks first with unsaved changes or a run going)"),
                     ("ctrl+c", "stop the run if one is going, then quit as ctrl+q does"),
                 ],

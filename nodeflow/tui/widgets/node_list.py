@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widget import Widget
 from textual.widgets import DataTable
 
@@ -30,6 +31,11 @@ class NodeList(DataTable):
     COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | set(
         STATE_CLASSES.values()
     )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home", "scroll_top", tooltip="the first node", show=False),
+        Binding("end", "scroll_bottom", tooltip="the last node", show=False),
+    ]
 
     DEFAULT_CSS = """
     NodeList {
@@ -57,6 +63,12 @@ class NodeList(DataTable):
                 self.add_row(name, types[node_id], status, key=node_id)
             self._move_to_selected()
         self.border_title = f"Nodes ({len(order)})"
+
+    def content_width(self) -> int:
+        """Columns the rows need: glyph and id, type, status, and the cells' padding."""
+        ids = max((len(str(key.value)) for key in self.rows), default=4)
+        types = max((len(str(self.get_row(key)[1])) for key in self.rows), default=4)
+        return ids + 2 + types + STATUS_WIDTH - 1 + 2 * len(self.columns)
 
     def show_selection(self, node_id: str | None) -> None:
         self.selected = node_id
