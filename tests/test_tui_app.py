@@ -725,3 +725,39 @@ async def test_the_graph_gets_the_room_and_keys_jump_between_panels(
         await pilot.press("2", "question_mark")
         await pilot.pause()
         assert app.screen.sections[0][0] == "Here: the graph"
+
+
+def notes(app: NodeflowApp) -> list[str]:
+    return [notification.message for notification in app._notifications]
+
+
+@drive
+async def test_previews_follow_the_selection_page_and_compare(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry, SMALL.replace("batch_size = 1", "batch_size = 2"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = main(app)
+        caption = app.screen.query_one("#preview-caption")
+        await pilot.press("v")  # nothing ran yet: v says so, and how to run
+        assert "photos has not run yet: r runs the graph" in notes(app)[-1]
+        await pilot.press("end", "v")  # metrics: numbers, no image
+        assert "quality (metrics) has no image output to view" in notes(app)[-1]
+        await pilot.press("home")
+        await run_and_wait(pilot)
+        await wait_for(pilot, lambda: "photos" in screen.fetched, "the photos preview")
+        assert str(caption.render()).startswith("photos.image: image 1 of 2 in the first batch")
+        first = app.screen.query_one("#preview").pixels
+        await pilot.press("right_square_bracket")
+        assert str(caption.render()).startswith("photos.image: image 2 of 2")
+        assert not (app.screen.query_one("#preview").pixels == first).all()
+
+        await pilot.press("b", "down")  # pin photos as A; noisy's preview is never photos'
+        assert str(caption.render()).startswith("noisy.image")
+        await wait_for(pilot, lambda: "noisy" in screen.fetched, "the noisy preview")
+        await pilot.press("v")
+        await pilot.pause()
+        view = app.screen
+        assert [c.split("  ")[0] for _pixels, c in view.panes] == ["A", "B"]
+        assert "photos.image" in view.panes[0][1] and "noisy.image" in view.panes[1][1]

@@ -15,9 +15,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-import torch.nn.functional as F
-from PIL import Image
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -29,6 +26,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 import nodeflow.tui.status as run_status
 from nodeflow.engine import CancelToken, Event, Executor, NodeProgress, RunResult, RunStarted
 from nodeflow.graph import FileChangedError, Graph, GraphFileError, Problem
+from nodeflow.node import NodeType
 from nodeflow.plugins import load_registry
 from nodeflow.registry import Registry
 from nodeflow.tui.commands import NodeTypeCommands
@@ -51,6 +49,7 @@ from nodeflow.tui.messages import (
     RunEventPosted,
 )
 from nodeflow.tui.panels import panel_widths
+from nodeflow.tui.previews import PreviewImages, fetch_images, image_outputs, no_image_reason
 from nodeflow.tui.screens.choice import ChoiceScreen
 from nodeflow.tui.screens.confirm_quit import ConfirmQuitScreen
 from nodeflow.tui.screens.help import HelpScreen
@@ -61,13 +60,10 @@ from nodeflow.tui.widgets.footer import KeyFooter
 from nodeflow.tui.widgets.graph_view import GraphView
 from nodeflow.tui.widgets.inspector import Inspector, LinkField
 from nodeflow.tui.widgets.node_list import NodeList
-from nodeflow.tui.widgets.preview import ImagePreview, to_pixels
+from nodeflow.tui.widgets.preview import ImagePreview
 from nodeflow.tui.widgets.problems import ProblemList
 from nodeflow.tui.widgets.run_panel import RunLog, RunPanel
 
-IMAGE_TYPES = {"Image", "Mask"}
-PREVIEW_MAX = 256
-"""Longest side, in pixels, of the images kept for previews (the panel is far smaller)."""
 _DISCONNECT = object()
 PANEL_KEYS = {
     "nodes": "node list",
@@ -121,6 +117,13 @@ class MainScreen(Screen):
             "g", "toggle_graph", "graph", tooltip="the graph in place of the node list, or back"
         ),
         Binding("v", "view", "view", tooltip="view the selected node's image full screen"),
+        Binding(
+            "left_square_bracket", "page(-1)", "image", tooltip="the previous image of the batch"
+        ),
+        Binding(
+            "right_square_bracket", "page(1)", tooltip="the next image of the batch", show=False
+        ),
+        Binding("b", "pin", "A/B", tooltip="pin this image as A; v then shows A beside B"),
         Binding("question_mark", "help", "help", tooltip="every key, and what each panel is for"),
         Binding("escape", "focus_nodes", tooltip="back to the node list", show=False),
         *[
@@ -145,8 +148,15 @@ class MainScreen(Screen):
         self.stale_during_run: set[str] = set()
         self.preview_number = 0
         self.shown_sample: str | None = None
-        self.fetched: dict[str, tuple[Any, str]] = {}
-        """Preview pixels and caption by node, so moving the selection pulls no batch twice."""
+        self.fetched: dict[str, PreviewImages] = {}
+        """Preview images by node, so moving the selection pulls no batch twice."""
+        self.loading: set[str] = set()
+        self.edited_since_run: set[str] = set()
+        """Nodes with results an edit has since made stale."""
+        self.page = 0
+        """Which image of the selected node's batch the preview shows."""
+        self.pinned: tuple[str, Any, str] | None = None
+        """The node, image and caption pinned as A for an A/B comparison."""
 
     @property
     def doc(self) -> Document:
@@ -193,6 +203,7 @@ class MainScreen(Screen):
         """
         if touched:
             stale = self.doc.downstream(touched) | (touched - set(self.doc.graph.nodes))
+            self.edited_since_run |= {n for n in stale if self.board.get(n).state != State.IDLE}
             self.board.forget(stale)
             for node_id in stale:
                 for table in (self.outputs, self.previews, self.fetched):
@@ -242,6 +253,7 @@ class MainScreen(Screen):
             return
         self.selected = node_id
         self.shown_sample = None
+        self.page = 0
         self._show_selection()
 
     @on(NodeSelected)
@@ -587,14 +599,6 @@ class MainScreen(Screen):
             self.cancel_token.cancel()
             self.refresh_title()
 
-    def action_view(self) -> None:
-        preview = self.query_one(ImagePreview)
-        if preview.pixels is None:
-            self.notify("No image to view: run the graph (r) or up to this node (R) first.")
-            return
-        caption = str(self.query_one("#preview-caption", Static).render())
-        self.app.push_screen(PreviewScreen(preview.pixels, caption))
-
     def action_help(self) -> None:
         """Help, starting with the keys of the panel that has the focus."""
         focused = self.focused
@@ -680,6 +684,7 @@ class MainScreen(Screen):
             return
         event = message.event
         if isinstance(event, RunStarted):
+            self.edited_since_run -= set(event.nodes)
             self.query_one(RunPanel).start(event.nodes, self._types())
             self.refresh_title()
         changed = self.board.apply(event)
@@ -726,7 +731,11 @@ class MainScreen(Screen):
     # -- output and preview -------------------------------------------------------------------
 
     def _show_output(self, progress: bool = False) -> None:
-        """The selected node's run status, output summary and image preview."""
+        """The selected node's run status, output summary and image preview.
+
+        The preview always belongs to the selected node: until its images are ready it
+        shows a note, never the image of the node selected before.
+        """
         inspector = self.query_one(Inspector)
         node_id = self.selected
         if node_id is None:
@@ -746,64 +755,119 @@ class MainScreen(Screen):
                 self.shown_sample = sample
                 self._load_preview(node_id, None, None, str(sample), node_id)
             return
-        spec = self.doc.graph.nodes[node_id]
-        node_type = self.doc.registry.node_type(spec.type)
-        image_outputs = [
-            name
-            for name, out in (node_type.outputs if node_type else {}).items()
-            if out.type.name in IMAGE_TYPES
-        ]
+        names = image_outputs(self._node_type(node_id))
         value = next(
-            (self.outputs[node_id][n] for n in image_outputs if n in self.outputs.get(node_id, {})),
+            (self.outputs[node_id][n] for n in names if n in self.outputs.get(node_id, {})),
             None,
         )
-        batch = self.previews.get(node_id) if image_outputs else None
+        batch = self.previews.get(node_id) if names else None
         if node_id in self.fetched:
-            inspector.show_preview(*self.fetched[node_id])
+            self._show_page()
         elif value is not None or batch is not None or sample:
             self.shown_sample = str(sample) if sample else None
-            label = f"{node_id}.{image_outputs[0]}" if image_outputs else f"{node_id} sample"
+            label = f"{node_id}.{names[0]}" if names else f"{node_id} sample"
+            inspector.show_preview(None, f"{label}: loading the preview…")
             self._load_preview(node_id, value, batch, str(sample) if sample else None, label)
-        elif not image_outputs:
+        elif not names:
             inspector.show_preview(None, "")
-        elif status.state in (State.WAITING, State.RUNNING):
-            inspector.show_preview(None, "running…")
         else:
-            inspector.show_preview(None, "Run the graph (r) or up to this node (R) to see it.")
+            inspector.show_preview(None, self._no_image_reason(node_id))
+
+    def _node_type(self, node_id: str) -> NodeType | None:
+        return self.doc.registry.node_type(self.doc.graph.nodes[node_id].type)
+
+    def _no_image_reason(self, node_id: str) -> str:
+        spec = self.doc.graph.nodes[node_id]
+        stale = node_id in self.edited_since_run
+        return no_image_reason(
+            node_id, spec.type, self._node_type(node_id), self.board.get(node_id), stale
+        )
+
+    def _show_page(self) -> None:
+        images = self.fetched[self.selected or ""]
+        self.page = min(self.page, len(images.images) - 1)
+        self.query_one(Inspector).show_preview(images.images[self.page], images.caption(self.page))
+
+    def action_page(self, step: int) -> None:
+        """The previous or next image of the selected node's batch."""
+        images = self.fetched.get(self.selected or "")
+        if images is None or len(images.images) < 2:
+            self.notify(
+                "There is only one image to show here." if images else "No images to page through."
+            )
+            return
+        self.page = (self.page + step) % len(images.images)
+        self._show_page()
 
     def _load_preview(
         self, node_id: str, value: Any, batch: Any, sample: str | None, label: str = ""
     ) -> None:
         self.preview_number += 1
+        self.loading.add(node_id)
         self._fetch_preview(self.preview_number, node_id, value, batch, sample, label)
 
     @work(thread=True, exclusive=True, group="preview")
     def _fetch_preview(
         self, number: int, node_id: str, value: Any, batch: Any, sample: str | None, label: str
     ) -> None:
-        """Get the first image of an output (pulling one batch of a stream) in a thread."""
+        """Get the images of an output (pulling one batch of a stream) in a thread."""
         try:
-            if value is None and batch is None:
-                image = Image.open(sample).convert("RGB")
-                image.thumbnail((PREVIEW_MAX, PREVIEW_MAX))
-                pixels = np.asarray(image)
-                caption = f"{label}: latest sample, {Path(sample).name}"
-            else:
-                data = batch.data if batch is not None else next(iter(value)).data
-                pixels = to_pixels(_shrink(data[:1]))
-                caption = f"{label}: first image of {len(data)} in the first batch"
+            message = PreviewReady(node_id, fetch_images(label, value, batch, sample))
         except Exception as exc:
-            pixels, caption = None, f"no preview: {exc}"
+            message = PreviewReady(node_id, None, f"{label}: no preview ({exc})")
         if number == self.preview_number:
-            self.post_message(PreviewReady(node_id, pixels, caption))
+            self.post_message(message)
 
     @on(PreviewReady)
     def _preview_ready(self, message: PreviewReady) -> None:
         message.stop()
-        if message.pixels is not None and message.node_id in self.outputs:
-            self.fetched[message.node_id] = (message.pixels, message.caption)
-        if message.node_id == self.selected:
-            self.query_one(Inspector).show_preview(message.pixels, message.caption)
+        self.loading.discard(message.node_id)
+        if message.images is not None:
+            self.fetched[message.node_id] = message.images
+        if message.node_id != self.selected:
+            return
+        if message.images is None:
+            self.query_one(Inspector).show_preview(None, message.error)
+        else:
+            self._show_page()
+
+    def action_view(self) -> None:
+        """The selected node's image full screen, beside the pinned one (A/B) if any."""
+        node_id = self.selected
+        if node_id is None:
+            self.notify("Select a node first: there is nothing to view.")
+            return
+        images = self.fetched.get(node_id)
+        if images is None:
+            if node_id in self.loading:
+                reason = f"{node_id}'s preview is still loading; v shows it when it is ready."
+            else:
+                reason = self._no_image_reason(node_id)
+            self.notify(reason, severity="warning", timeout=8)
+            return
+        panes = [(images.images[self.page], images.caption(self.page))]
+        if self.pinned is not None and self.pinned[0] != node_id:
+            panes.insert(0, (self.pinned[1], f"A  {self.pinned[2]}"))
+            panes[1] = (panes[1][0], f"B  {panes[1][1]}")
+        self.app.push_screen(PreviewScreen(panes))
+
+    def action_pin(self) -> None:
+        """Pin the selected node's image as A, to compare with others (v shows A and B)."""
+        node_id = self.selected
+        if self.pinned is not None and self.pinned[0] == node_id:
+            self.pinned = None
+            self.notify(f"Unpinned {node_id}.")
+            return
+        images = self.fetched.get(node_id or "")
+        if node_id is None or images is None:
+            self.notify(
+                "No image to pin here: "
+                + (self._no_image_reason(node_id) if node_id else "select a node."),
+                severity="warning",
+            )
+            return
+        self.pinned = (node_id, images.images[self.page], images.caption(self.page))
+        self.notify(f"Pinned {node_id} as A: select another node and press v to compare.")
 
 
 FOCUSED_HELP: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -841,16 +905,6 @@ FOCUSED_HELP: dict[str, tuple[str, list[tuple[str, str]]]] = {
     ),
 }
 """Keys of the panel that has the focus, shown first in the help."""
-
-
-def _shrink(image: Any) -> Any:
-    """An image batch no larger than PREVIEW_MAX on its longest side."""
-    height, width = image.shape[-2:]
-    scale = PREVIEW_MAX / max(height, width)
-    if scale >= 1:
-        return image
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return F.interpolate(image.float(), size=size, mode="area")
 
 
 def _verdict(result: RunResult) -> str:
