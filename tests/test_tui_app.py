@@ -498,8 +498,8 @@ def test_edit_command_is_wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     opened = []
 
     class FakeApp:
-        def __init__(self, path):
-            opened.append(path)
+        def __init__(self, path, device, precision):
+            opened.append((path, device, precision))
 
         def run(self) -> None:
             opened.append("ran")
@@ -507,7 +507,24 @@ def test_edit_command_is_wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setattr("nodeflow.tui.app.NodeflowApp", FakeApp)
     result = CliRunner().invoke(cli.main, ["edit", str(tmp_path / "g.toml")])
     assert result.exit_code == 0, result.output
-    assert opened == [tmp_path / "g.toml", "ran"]
+    assert opened == [(tmp_path / "g.toml", "auto", "fp32"), "ran"]
+    opened.clear()
+    result = CliRunner().invoke(
+        cli.main, ["edit", "--device", "cpu", "--precision", "bf16", str(tmp_path / "g.toml")]
+    )
+    assert opened == [(tmp_path / "g.toml", "cpu", "bf16"), "ran"]
+    result = CliRunner().invoke(cli.main, ["edit", "--device", "tpu"])
+    assert result.exit_code == 2 and "unknown device 'tpu'" in result.output
+    assert len(opened) == 2
+
+
+def test_the_app_makes_its_executor_with_the_device_and_precision_asked_for(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = NodeflowApp(tmp_path / "new.toml", registry=registry, device="cpu", precision="bf16")
+    executor = app.executor()
+    assert (str(executor.device), executor.precision) == ("cpu", "bf16")
+    assert app.device_name == "cpu"
 
 
 TRAINING = """\

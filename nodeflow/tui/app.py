@@ -944,6 +944,7 @@ class NodeflowApp(App[None]):
         registry: Registry | None = None,
         executor: Executor | None = None,
         device: str = "auto",
+        precision: str = "fp32",
     ):
         super().__init__()
         self.registry = registry if registry is not None else load_registry()
@@ -952,6 +953,7 @@ class NodeflowApp(App[None]):
         self._executor = executor
         self._executor_lock = threading.Lock()
         self.device = device
+        self.precision = precision
         self.device_name = str(executor.device) if executor is not None else ""
 
     def get_default_screen(self) -> Screen:
@@ -965,7 +967,9 @@ class NodeflowApp(App[None]):
         """The session's one executor, made on first use (from a run's thread)."""
         with self._executor_lock:
             if self._executor is None:
-                self._executor = Executor(self.registry, device=self.device)
+                self._executor = Executor(
+                    self.registry, device=self.device, precision=self.precision
+                )
                 self.device_name = str(self._executor.device)
             return self._executor
 
