@@ -778,3 +778,43 @@ async def test_previews_follow_the_selection_page_and_compare(
         view = app.screen
         assert [c.split("  ")[0] for _pixels, c in view.panes] == ["A", "B"]
         assert "photos.image" in view.panes[0][1] and "noisy.image" in view.panes[1][1]
+
+
+@drive
+async def test_checkpoint_completes_and_a_bad_choice_from_the_file_is_named(
+    tmp_path: Path, registry: Registry
+) -> None:
+    text = """\
+version = 1
+
+[nodes.zoo]
+type = "load_model"
+params = { checkpoint = "denoise" }
+
+[nodes.photos]
+type = "sample_images"
+params = { size = 32 }
+
+[nodes.train]
+type = "train_unet"
+params = { norm = "group" }
+"""
+    app = make_app(tmp_path, registry, text)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        field = next(f for f in app.screen.query(ParamField) if f.param_name == "checkpoint")
+        assert "shipped: autoencoder, colorize" in str(field.query(".field-help").last().render())
+        box = field.query_one("Input")
+        box.focus()
+        await pilot.press(*"col")
+        await wait_for(pilot, lambda: box._suggestion == "colorize", "the suggestion")
+        await pilot.press("right")
+        await pilot.pause()
+        assert app.doc.graph.nodes["zoo"].params["checkpoint"] == "colorize"
+
+        await pilot.press("escape", "end")  # train: its norm "group" is not a choice
+        await pilot.pause()
+        norm = next(f for f in app.screen.query(ParamField) if f.param_name == "norm")
+        shown = norm.query_one("Select").query_one("SelectCurrent #label")
+        assert str(shown.render()) == "group: not a choice"
+        assert "not one of" in str(norm.query_one(".field-error").render())

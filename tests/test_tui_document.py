@@ -131,7 +131,8 @@ def test_candidates_fit_the_type_avoid_cycles_and_come_nearest_first(doc: Docume
 def test_a_new_node_links_its_inputs_to_the_nearest_distinct_outputs(doc: Document) -> None:
     spec = doc.new_node("metrics", after="blurred")
     assert spec.id == "metrics"
-    assert spec.inputs == {"image": Link("blurred", "image"), "reference": Link("noisy", "image")}
+    # the reference is the source photos the chain started from, not the noisy image next door
+    assert spec.inputs == {"image": Link("blurred", "image"), "reference": Link("photos", "image")}
     assert doc.new_node("blur").id == "blur"
     doc.apply(AddNode(doc.new_node("blur", after="photos")))
     assert doc.graph.nodes["blur"].inputs == {"image": Link("photos", "image")}

@@ -21,6 +21,10 @@ import networkx as nx
 from nodeflow.graph import NODE_ID, Graph, Link, NodeSpec, Problem
 from nodeflow.registry import Registry
 
+REFERENCE_INPUTS = {"reference", "target", "ground_truth", "clean", "original"}
+"""Inputs that compare against the source a chain started from (auto-linking takes the
+farthest upstream output for them)."""
+
 
 class _Unset:
     def __repr__(self) -> str:
@@ -327,27 +331,34 @@ class Document:
 
     def new_node(self, type_id: str, after: str | None = None) -> NodeSpec:
         """A node of `type_id` with a fresh id, its required inputs linked to what is nearest
-        `after` (the selected node and then its upstream), each to a different output."""
+        `after` (the selected node and then its upstream), each to a different output.
+
+        Names and roles come first: an input takes an output of its own name when one fits
+        (`model` from a `model` output), and a reference (`reference`, `target`, ...) takes
+        the farthest upstream output, the source the chain started from, not the
+        processed image next to it."""
         node_type = self.registry.nodes[type_id]
         spec = NodeSpec(self.unique_id(type_id.rsplit(".", 1)[-1]), type_id)
         if after is None or after not in self.graph.nodes:
             return spec
         g = self.graph.digraph()
-        distance = {
-            node_id: hops
-            for node_id, hops in nx.single_source_shortest_path_length(
-                g.reverse(copy=False), after
-            ).items()
-        }
+        distance = dict(nx.single_source_shortest_path_length(g.reverse(copy=False), after))
         used: set[Link] = set()
         for name, socket in node_type.inputs.items():
             if socket.optional:
                 continue
-            fitting = self._fitting_outputs(socket.type.name, set(), distance, after)
-            link = next((c for c in fitting if c not in used and c.node in distance), None)
-            if link is not None:
-                spec.inputs[name] = link
-                used.add(link)
+            fitting = [
+                link
+                for link in self._fitting_outputs(socket.type.name, set(), distance, after)
+                if link not in used and link.node in distance
+            ]
+            if name in REFERENCE_INPUTS:
+                fitting.sort(key=lambda link: -distance[link.node])
+            else:
+                fitting.sort(key=lambda link: link.output != name)
+            if fitting:
+                spec.inputs[name] = fitting[0]
+                used.add(fitting[0])
         return spec
 
     def duplicate(self, node_id: str) -> NodeSpec:

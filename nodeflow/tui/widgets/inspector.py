@@ -8,6 +8,7 @@ Inputs are choice lists holding only the outputs whose type fits, nearest upstre
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual import on
@@ -19,6 +20,7 @@ from textual.widgets import Input, Label, Select, Static, Switch
 from nodeflow.graph import Link, parse_literal
 from nodeflow.node import Input as InputSocket
 from nodeflow.node import NodeType, Param
+from nodeflow.tui.completion import PathSuggester, shipped_model_names
 from nodeflow.tui.document import UNSET, Document
 from nodeflow.tui.messages import InputLinked, ParamEdited
 from nodeflow.tui.widgets.preview import ImagePreview
@@ -100,10 +102,14 @@ class ParamField(Vertical):
     }
     """
 
-    def __init__(self, node_id: str, name: str, param: Param, value: Any):
+    def __init__(
+        self, node_id: str, name: str, param: Param, value: Any, base_dir: Path | None = None
+    ):
         super().__init__(classes="param-field")
         self.node_id, self.param_name, self.param = node_id, name, param
         self.shown = value
+        self.base_dir = base_dir or Path.cwd()
+        self.models = shipped_model_names(name) if param.kind == "path" else []
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="field-row"):
@@ -112,9 +118,19 @@ class ParamField(Vertical):
             hint = _range(self.param)
             if hint:
                 yield Label(hint, classes="field-hint")
-        yield Static("", classes="field-error", markup=False)
+        yield Static(self._first_refusal(), classes="field-error", markup=False)
         if self.param.help:
             yield Static(self.param.help, classes="field-help", markup=False)
+        if self.models:
+            shipped = ", ".join(self.models)
+            yield Static(f"shipped: {shipped} (→ completes)", classes="field-help", markup=False)
+
+    def _first_refusal(self) -> str:
+        """A value read from the file that the param refuses, said at once."""
+        reason = refusal(self.param, self.shown) if self.shown is not UNSET else None
+        if reason:
+            self.add_class("-invalid")
+        return f"✗ {reason}" if reason else ""
 
     def _field(self) -> Input | Select | Switch:
         param, value = self.param, self.shown
@@ -122,12 +138,16 @@ class ParamField(Vertical):
         if param.kind == "choice":
             chosen = value if value is not UNSET else default
             options = [(choice, choice) for choice in param.choices]
+            prompt = "choose one"
+            if value is not UNSET and value not in param.choices:
+                prompt = f"{format_value(value)}: not a choice"
             return Select(
                 options,
                 value=chosen if chosen in param.choices else Select.NULL,
                 allow_blank=param.required or chosen not in param.choices,
                 compact=True,
                 type_to_search=False,
+                prompt=prompt,
             )
         if param.kind == "bool":
             on_value = value if isinstance(value, bool) else bool(default)
@@ -135,12 +155,16 @@ class ParamField(Vertical):
         placeholder = f"default {format_value(default)}" if default is not None else ""
         if param.required:
             placeholder = "required"
+        suggester = None
+        if param.kind == "path":
+            suggester = PathSuggester(self.base_dir, self.models)
         return Input(
             format_value(value),
             placeholder=placeholder,
             compact=True,
             validators=[ParamValidator(param)],
             validate_on=["changed"],
+            suggester=suggester,
         )
 
     def sync(self, value: Any) -> None:
@@ -338,7 +362,8 @@ class Inspector(VerticalScroll):
         if node_type.params:
             widgets.append(Static("params", classes="section"))
             for name, param in node_type.params.items():
-                widgets.append(ParamField(spec.id, name, param, spec.params.get(name, UNSET)))
+                value = spec.params.get(name, UNSET)
+                widgets.append(ParamField(spec.id, name, param, value, doc.graph.base_dir))
         await fields.mount_all(widgets)
 
     def _sync(self, doc: Document, force: bool) -> None:
