@@ -818,3 +818,33 @@ params = { norm = "group" }
         shown = norm.query_one("Select").query_one("SelectCurrent #label")
         assert str(shown.render()) == "group: not a choice"
         assert "not one of" in str(norm.query_one(".field-error").render())
+
+
+@drive
+async def test_change_a_nodes_type_in_place_and_comment_on_it(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("down", "t", *"blur")
+        await wait_for(pilot, palette_offers(app, "change to blur"), "the palette")
+        await pilot.press("enter")
+        await pilot.pause()
+        noisy = app.doc.graph.nodes["noisy"]
+        assert (noisy.type, noisy.params, noisy.inputs) == (
+            "blur",
+            {"sigma": 25.0},
+            {"image": Link("photos", "image")},
+        )
+        assert "noisy is now a blur; kept sigma, image; dropped seed" in notes(app)[-1]
+        assert ("· noisy", "blur") in node_rows(app)
+
+        await pilot.press("number_sign", *"less | blur", "enter")
+        await pilot.pause()
+        comment = str(app.screen.query_one("#inspector-comment").render())
+        assert comment == "# less\n# blur"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    text = (tmp_path / "graph.toml").read_text()
+    assert '# less\n# blur\n[nodes.noisy]\ntype = "blur"\nparams = { sigma = 25.0 }\n' in text

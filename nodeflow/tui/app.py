@@ -29,13 +29,14 @@ from nodeflow.graph import FileChangedError, Graph, GraphFileError, Problem
 from nodeflow.node import NodeType
 from nodeflow.plugins import load_registry
 from nodeflow.registry import Registry
-from nodeflow.tui.commands import NodeTypeCommands
+from nodeflow.tui.commands import ChangeTypeCommands, NodeTypeCommands
 from nodeflow.tui.document import (
     AddNode,
     DeleteNode,
     Document,
     Edit,
     RenameNode,
+    SetComment,
     SetInput,
     SetParam,
 )
@@ -103,6 +104,13 @@ class MainScreen(Screen):
         Binding("d", "delete", "delete", tooltip="delete the selected node"),
         Binding("n", "rename", "rename", tooltip="rename the selected node"),
         Binding("D", "duplicate", "copy", tooltip="duplicate the selected node"),
+        Binding("t", "change_type", "type", tooltip="change the selected node's type in place"),
+        Binding(
+            "number_sign",
+            "comment",
+            "note",
+            tooltip="write a comment on the node (saved in the file)",
+        ),
         Binding("c", "connect", "link", tooltip="choose the output that feeds an input"),
         Binding("C", "disconnect", "unlink", tooltip="disconnect an input"),
         Binding("e", "edit", "edit", tooltip="edit the selected node's fields"),
@@ -302,6 +310,53 @@ class MainScreen(Screen):
         self.selected = rest[min(index, len(rest) - 1)] if rest else None
         self.apply(DeleteNode(deleted, label=f"delete {deleted}"))
         self.notify(f"Deleted {deleted} (u undoes)")
+
+    def action_comment(self) -> None:
+        if self._need_selection("comment on"):
+            return
+        node_id = self.selected
+        old = self.doc.graph.nodes[node_id].comment
+
+        def write(text: str | None) -> None:
+            if text is not None and text.strip() != old:
+                self.apply(SetComment(node_id, text.strip(), label=f"comment on {node_id}"))
+
+        title = f"Comment on {node_id} (saved as # lines above it; | starts a new line):"
+        shown = old.replace("\n", " | ")
+        self.app.push_screen(
+            PromptScreen(title, shown, lambda _text: None),
+            lambda text: write(None if text is None else text.replace(" | ", "\n")),
+        )
+
+    def action_change_type(self) -> None:
+        if self._need_selection("change the type of"):
+            return
+        from textual.command import CommandPalette
+
+        self.app.push_screen(
+            CommandPalette(
+                providers=[ChangeTypeCommands],
+                placeholder=f"Change {self.selected} to: type to search…",
+            )
+        )
+
+    def change_node_type(self, type_id: str) -> None:
+        if self.selected is None:
+            return
+        old = self.doc.graph.nodes[self.selected]
+        edit = self.doc.change_type(self.selected, type_id)
+        kept_params = [name for name in old.params if name in edit.spec.params]
+        kept_links = [name for name in old.inputs if name in edit.spec.inputs]
+        self.apply(edit)
+        parts = [f"{edit.spec.id} is now a {type_id}"]
+        if kept_params or kept_links:
+            parts.append("kept " + ", ".join(kept_params + kept_links))
+        dropped = [n for n in [*old.params, *old.inputs] if n not in kept_params + kept_links]
+        if dropped:
+            parts.append("dropped " + ", ".join(dropped))
+        if edit.unlink:
+            parts.append("unlinked " + ", ".join(f"{c}.{n}" for c, n in edit.unlink))
+        self.notify("; ".join(parts) + " (u undoes)")
 
     def action_rename(self) -> None:
         if self._need_selection("rename"):
@@ -975,6 +1030,9 @@ class NodeflowApp(App[None]):
 
     def add_node(self, type_id: str) -> None:
         self.main.add_node(type_id)
+
+    def change_node_type(self, type_id: str) -> None:
+        self.main.change_node_type(type_id)
 
     async def action_quit(self) -> None:
         self.main.quit_guarded()

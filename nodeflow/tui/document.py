@@ -180,6 +180,54 @@ class SetInput:
         return {self.node_id}
 
 
+@dataclass
+class SetComment:
+    """Set a node's comment (saved as `#` lines above its table)."""
+
+    node_id: str
+    comment: str
+    label: str = "set comment"
+    _old: str = field(default="", repr=False)
+
+    def apply(self, graph: Graph) -> None:
+        spec = graph.nodes[self.node_id]
+        self._old, spec.comment = spec.comment, self.comment
+
+    def revert(self, graph: Graph) -> None:
+        graph.nodes[self.node_id].comment = self._old
+
+    def touched(self) -> set[str]:
+        return set()
+
+
+@dataclass
+class ChangeType:
+    """Make a node one of another type in place (see `Document.change_type`): `spec` is the
+    node as it becomes; the inputs in `unlink` read outputs it no longer gives."""
+
+    spec: NodeSpec
+    unlink: list[tuple[str, str]]
+    label: str = "change type"
+    _old: NodeSpec | None = field(default=None, repr=False)
+    _links: list[tuple[str, str, Link]] = field(default_factory=list, repr=False)
+
+    def apply(self, graph: Graph) -> None:
+        self._old = graph.nodes[self.spec.id]
+        graph.nodes[self.spec.id] = copy.deepcopy(self.spec)
+        self._links = []
+        for consumer, name in self.unlink:
+            self._links.append((consumer, name, graph.nodes[consumer].inputs.pop(name)))
+
+    def revert(self, graph: Graph) -> None:
+        assert self._old is not None
+        graph.nodes[self.spec.id] = self._old
+        for consumer, name, link in self._links:
+            graph.nodes[consumer].inputs[name] = link
+
+    def touched(self) -> set[str]:
+        return {self.spec.id} | {consumer for consumer, _name in self.unlink}
+
+
 def _put(table: dict[str, Any], key: str, value: Any) -> None:
     if value is UNSET:
         table.pop(key, None)
@@ -360,6 +408,41 @@ class Document:
                 spec.inputs[name] = fitting[0]
                 used.add(fitting[0])
         return spec
+
+    def change_type(self, node_id: str, type_id: str) -> ChangeType:
+        """The edit that makes `node_id` a `type_id` in place: the params the new type takes
+        (with values it accepts) and the input links that fit it stay, and so do the links
+        of the nodes that read an output the new type gives with the same type."""
+        new_type = self.registry.nodes[type_id]
+        old = self.graph.nodes[node_id]
+        params = {
+            name: value
+            for name, value in old.params.items()
+            if name in new_type.params and new_type.params[name].check(value) is None
+        }
+        inputs = {
+            name: link
+            for name, link in old.inputs.items()
+            if name in new_type.inputs
+            and self._output_type(link) == new_type.inputs[name].type.name
+        }
+        spec = NodeSpec(node_id, type_id, params, inputs, old.comment)
+        unlink = []
+        for other in self.graph.nodes.values():
+            for name, link in other.inputs.items():
+                given = new_type.outputs.get(link.output)
+                if link.node == node_id and (
+                    given is None or given.type.name != self._output_type(link)
+                ):
+                    unlink.append((other.id, name))
+        return ChangeType(spec, unlink, label=f"change {node_id} to {type_id}")
+
+    def _output_type(self, link: Link) -> str | None:
+        """The type name of the output a link reads, if its node and output exist."""
+        source = self.graph.nodes.get(link.node)
+        source_type = self.registry.node_type(source.type) if source else None
+        output = source_type.outputs.get(link.output) if source_type else None
+        return output.type.name if output else None
 
     def duplicate(self, node_id: str) -> NodeSpec:
         """A copy of a node (same type, params and input links) under a fresh id."""

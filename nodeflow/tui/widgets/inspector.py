@@ -282,6 +282,7 @@ class Inspector(VerticalScroll):
     Inspector {
         padding: 0 1;
         #inspector-title { text-style: bold; color: $text-accent; }
+        #inspector-comment { color: $text-muted; text-style: italic; }
         #inspector-summary { margin-bottom: 1; }
         .section { color: $text-primary; text-style: bold; margin-top: 0; }
         #inspector-output { color: $text-muted; }
@@ -301,6 +302,7 @@ class Inspector(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="inspector-title", markup=False)
+        yield Static("", id="inspector-comment", markup=False)
         yield Static("Select a node, or press a to add one.", id="inspector-summary", markup=False)
         yield Vertical(id="inspector-fields")
         yield Static("", id="inspector-output", markup=False)
@@ -340,6 +342,7 @@ class Inspector(VerticalScroll):
         title = self.query_one("#inspector-title", Static)
         summary = self.query_one("#inspector-summary", Static)
         about = self.query_one("#inspector-about", Static)
+        self._show_comment(spec.comment if spec else "")
         if spec is None:
             title.update("")
             summary.update("Select a node, or press a to add one.")
@@ -368,6 +371,7 @@ class Inspector(VerticalScroll):
 
     def _sync(self, doc: Document, force: bool) -> None:
         spec = doc.graph.nodes.get(self.node_id or "")
+        self._show_comment(spec.comment if spec else "")
         if spec is None:
             return
         for field in self.query(LinkField):
@@ -375,6 +379,11 @@ class Inspector(VerticalScroll):
         for field in self.query(ParamField):
             if force or not field.has_focus_within:
                 field.sync(spec.params.get(field.param_name, UNSET))
+
+    def _show_comment(self, comment: str) -> None:
+        comment_line = self.query_one("#inspector-comment", Static)
+        comment_line.update("\n".join(f"# {line}" for line in comment.splitlines()))
+        comment_line.display = bool(comment)
 
     def show_output(self, text: str) -> None:
         self.query_one("#inspector-output", Static).update(text)
