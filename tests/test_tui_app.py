@@ -848,3 +848,17 @@ async def test_change_a_nodes_type_in_place_and_comment_on_it(
         await pilot.pause()
     text = (tmp_path / "graph.toml").read_text()
     assert '# less\n# blur\n[nodes.noisy]\ntype = "blur"\nparams = { sigma = 25.0 }\n' in text
+
+
+@drive
+async def test_the_chosen_theme_is_remembered(tmp_path: Path, registry: Registry) -> None:
+    app = make_app(tmp_path, registry)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.theme = "textual-light"
+        await pilot.pause()
+    assert 'theme = "textual-light"' in (tmp_path / "config" / "nodeflow" / "tui.toml").read_text()
+    again = make_app(tmp_path, registry)
+    async with again.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert again.theme == "textual-light"

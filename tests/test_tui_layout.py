@@ -131,15 +131,15 @@ def test_a_chain_is_drawn_straight_with_its_output_named() -> None:
     )
     text = render_text(layout_graph(graph), {"photos": "sample_images", "gray": "grayscale"})
     assert text == [
-        " ┌─────────────────────┐",
-        " │ photos              │",
-        " │ sample_images       │",
-        " └──────────┬──────────┘",
-        "            │ image",
-        "   ┌────────┴────────┐",
-        "   │ gray            │",
-        "   │ grayscale       │",
-        "   └─────────────────┘",
+        " ┌──────────────────────┐",
+        " │ photos               │",
+        " │ sample_images        │",
+        " └───────────┬──────────┘",
+        "             │ image",
+        "   ┌─────────┴────────┐",
+        "   │ gray             │",
+        "   │ grayscale        │",
+        "   └──────────────────┘",
     ]
 
 

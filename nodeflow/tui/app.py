@@ -56,6 +56,7 @@ from nodeflow.tui.screens.confirm_quit import ConfirmQuitScreen
 from nodeflow.tui.screens.help import HelpScreen
 from nodeflow.tui.screens.preview import PreviewScreen
 from nodeflow.tui.screens.prompt import PromptScreen
+from nodeflow.tui.settings import load_settings, save_setting
 from nodeflow.tui.status import RunBoard, State
 from nodeflow.tui.widgets.footer import KeyFooter
 from nodeflow.tui.widgets.graph_view import GraphView
@@ -1013,6 +1014,13 @@ class NodeflowApp(App[None]):
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
+
+    def on_mount(self) -> None:
+        """Start in the theme chosen last time, and remember the next choice."""
+        theme = load_settings().get("theme")
+        if isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
+        self.theme_changed_signal.subscribe(self, lambda t: save_setting("theme", t.name))
 
     @property
     def main(self) -> MainScreen:

@@ -21,8 +21,9 @@ import networkx as nx
 from nodeflow.graph import Graph
 
 BOX_HEIGHT = 4
-STATUS_WIDTH = 6
-"""Room kept on a box's second line for its status (` 62%`, ` 0.12s`), so it never grows."""
+STATUS_WIDTH = 7
+"""Room kept on a box's second line for its status (` 62%`, ` 0.12s`, ` failed`), so it
+never grows."""
 MAX_INNER = 24
 GAP = 2
 

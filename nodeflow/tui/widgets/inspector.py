@@ -25,6 +25,10 @@ from nodeflow.tui.document import UNSET, Document
 from nodeflow.tui.messages import InputLinked, ParamEdited
 from nodeflow.tui.widgets.preview import ImagePreview
 
+NAME_WIDTH = 12
+NAME_WIDTH_MAX = 24
+"""Field names take the width of the longest of the node's, within these bounds."""
+
 
 def parse_text(param: Param, text: str) -> Any:
     """What a param field's text means: `UNSET` when empty, else a value of the param's kind."""
@@ -90,7 +94,7 @@ class ParamField(Vertical):
     ParamField {
         height: auto;
         .field-row { height: auto; }
-        .field-name { width: 12; padding-top: 0; }
+        .field-name { width: 12; padding-top: 0; text-wrap: nowrap; text-overflow: ellipsis; }
         .field-hint { width: auto; padding-left: 1; color: $text-muted; }
         Input, Select { width: 1fr; }
         SelectCurrent Static#label { text-wrap: nowrap; text-overflow: ellipsis; }
@@ -224,7 +228,7 @@ class LinkField(Horizontal):
     DEFAULT_CSS = """
     LinkField {
         height: auto;
-        .field-name { width: 12; }
+        .field-name { width: 12; text-wrap: nowrap; text-overflow: ellipsis; }
         Select { width: 1fr; }
         SelectCurrent Static#label { text-wrap: nowrap; text-overflow: ellipsis; }
     }
@@ -368,6 +372,9 @@ class Inspector(VerticalScroll):
                 value = spec.params.get(name, UNSET)
                 widgets.append(ParamField(spec.id, name, param, value, doc.graph.base_dir))
         await fields.mount_all(widgets)
+        longest = max(map(len, [*node_type.inputs, *node_type.params]), default=0)
+        for label in fields.query(".field-name"):  # `sample_every` never runs into its value
+            label.styles.width = min(max(NAME_WIDTH, longest + 1), NAME_WIDTH_MAX)
 
     def _sync(self, doc: Document, force: bool) -> None:
         spec = doc.graph.nodes.get(self.node_id or "")
