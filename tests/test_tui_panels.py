@@ -17,7 +17,7 @@ def test_wide_screens_show_all_three_and_fill_the_width(total: int, graph: int) 
 
 
 def test_a_small_graph_leaves_the_inspector_its_third() -> None:
-    assert panel_widths(120, 20, 30, False) == PanelWidths(23, 61, 36)
+    assert panel_widths(120, 20, 30, False) == PanelWidths(22, 62, 36)
 
 
 def test_a_wide_graph_takes_columns_from_the_inspector_then_the_list() -> None:

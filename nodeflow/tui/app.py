@@ -49,7 +49,7 @@ from nodeflow.tui.messages import (
     RunEnded,
     RunEventPosted,
 )
-from nodeflow.tui.panels import panel_widths
+from nodeflow.tui.panels import BORDERS, panel_widths
 from nodeflow.tui.previews import PreviewImages, fetch_images, image_outputs, no_image_reason
 from nodeflow.tui.screens.choice import ChoiceScreen
 from nodeflow.tui.screens.confirm_quit import ConfirmQuitScreen
@@ -536,6 +536,7 @@ class MainScreen(Screen):
         widths = panel_widths(
             self.size.width, nodes.content_width(), graph.graph_layout.width, self.graph_mode
         )
+        nodes.set_compact(0 < widths.nodes < nodes.content_width() + BORDERS)
         for widget, width in (
             (nodes, widths.nodes),
             (graph, widths.graph),

@@ -16,7 +16,7 @@ WIDE = 100
 BORDERS = 2
 INSPECTOR_MIN = 34
 INSPECTOR_MAX = 64
-LIST_MAX = 34
+LIST_MAX = 40
 LIST_MIN = 18
 
 
@@ -34,7 +34,7 @@ def panel_widths(
 ) -> PanelWidths:
     """Widths for a terminal `total` columns wide; `list_content` and `graph_content` are
     the columns the node list's rows and the graph's drawing need (no borders)."""
-    list_want = min(list_content + BORDERS + 1, LIST_MAX)
+    list_want = min(list_content + BORDERS, LIST_MAX)
     if total < WIDE:
         if graph_mode:
             inspector = max(INSPECTOR_MIN, total * 2 // 5)

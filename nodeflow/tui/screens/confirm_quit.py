@@ -26,6 +26,7 @@ class ConfirmQuitScreen(ModalScreen[str | None]):
             background: $surface;
             padding: 1 2;
         }
+        Label { width: 1fr; }
         #quit-buttons { height: auto; margin-top: 1; }
         Button { margin-right: 1; }
     }

@@ -48,27 +48,38 @@ class NodeList(DataTable):
         super().__init__(id=id, cursor_type="row", show_header=False)
         self.selected: str | None = None
         self.border_title = "Nodes"
-
-    def on_mount(self) -> None:
-        self.add_column("node", key="node")
-        self.add_column("type", key="type")
-        self.add_column("", key="status", width=STATUS_WIDTH - 1)
+        self.compact = False
+        """Without the type column, when the panel is too narrow for it."""
+        self._shown: tuple[list[str], dict[str, str], RunBoard] = ([], {}, RunBoard())
 
     def show_nodes(self, order: list[str], types: dict[str, str], board: RunBoard) -> None:
         """Rebuild the rows (after an edit) and keep the cursor on the selected node."""
+        self._shown = (order, types, board)
         with self.prevent(DataTable.RowHighlighted):
-            self.clear()
+            self.clear(columns=True)
+            self.add_column("node", key="node")
+            if not self.compact:
+                self.add_column("type", key="type")
+            self.add_column("", key="status", width=STATUS_WIDTH - 1)
             for node_id in order:
                 name, status = self._status_cells(board, node_id)
-                self.add_row(name, types[node_id], status, key=node_id)
+                cells = (name, status) if self.compact else (name, types[node_id], status)
+                self.add_row(*cells, key=node_id)
             self._move_to_selected()
         self.border_title = f"Nodes ({len(order)})"
 
+    def set_compact(self, compact: bool) -> None:
+        """Show or hide the type column (the graph and the inspector name the types too)."""
+        if compact != self.compact:
+            self.compact = compact
+            self.show_nodes(*self._shown)
+
     def content_width(self) -> int:
         """Columns the rows need: glyph and id, type, status, and the cells' padding."""
-        ids = max((len(str(key.value)) for key in self.rows), default=4)
-        types = max((len(str(self.get_row(key)[1])) for key in self.rows), default=4)
-        return ids + 2 + types + STATUS_WIDTH - 1 + 2 * len(self.columns)
+        order, types, _board = self._shown
+        ids = max(map(len, order), default=4)
+        type_width = max((len(types[node_id]) for node_id in order), default=4)
+        return ids + 2 + type_width + STATUS_WIDTH - 1 + 2 * 3
 
     def show_selection(self, node_id: str | None) -> None:
         self.selected = node_id
