@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -536,7 +537,13 @@ class MainScreen(Screen):
         widths = panel_widths(
             self.size.width, nodes.content_width(), graph.graph_layout.width, self.graph_mode
         )
-        nodes.set_compact(0 < widths.nodes < nodes.content_width() + BORDERS)
+        compact = 0 < widths.nodes < nodes.content_width() + BORDERS
+        nodes.set_compact(compact)
+        spare = widths.nodes - (nodes.content_width(compact=True) + BORDERS) if compact else 0
+        if spare > 0:  # ids alone need less: the graph (or the inspector) takes the rest
+            wider = "graph" if widths.graph else "inspector"
+            widths = replace(widths, nodes=widths.nodes - spare)
+            widths = replace(widths, **{wider: getattr(widths, wider) + spare})
         for widget, width in (
             (nodes, widths.nodes),
             (graph, widths.graph),

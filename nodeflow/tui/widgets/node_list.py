@@ -74,12 +74,14 @@ class NodeList(DataTable):
             self.compact = compact
             self.show_nodes(*self._shown)
 
-    def content_width(self) -> int:
-        """Columns the rows need: glyph and id, type, status, and the cells' padding."""
+    def content_width(self, compact: bool = False) -> int:
+        """Columns the rows need: glyph and id, type (unless `compact`), status, and the
+        cells' padding."""
         order, types, _board = self._shown
-        ids = max(map(len, order), default=4)
-        type_width = max((len(types[node_id]) for node_id in order), default=4)
-        return ids + 2 + type_width + STATUS_WIDTH - 1 + 2 * 3
+        ids = max(map(len, order), default=4) + 2 + STATUS_WIDTH - 1 + 2 * 2
+        if compact:
+            return ids
+        return ids + max((len(types[node_id]) for node_id in order), default=4) + 2
 
     def show_selection(self, node_id: str | None) -> None:
         self.selected = node_id
