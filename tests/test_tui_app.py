@@ -852,13 +852,13 @@ async def test_change_a_nodes_type_in_place_and_comment_on_it(
 
 @drive
 async def test_the_chosen_theme_is_remembered(tmp_path: Path, registry: Registry) -> None:
+    settings = tmp_path / "config" / "nodeflow" / "tui.toml"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('# chosen in the editor\ntheme = "textual-light"\n')
     app = make_app(tmp_path, registry)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        app.theme = "textual-light"
+        assert app.theme == "textual-light"
+        app.theme = "nord"
         await pilot.pause()
-    assert 'theme = "textual-light"' in (tmp_path / "config" / "nodeflow" / "tui.toml").read_text()
-    again = make_app(tmp_path, registry)
-    async with again.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
-        assert again.theme == "textual-light"
+    assert settings.read_text() == '# chosen in the editor\ntheme = "nord"\n'
