@@ -298,17 +298,30 @@ def graph_of(image: str, output: str | None) -> None:
 
 @main.command()
 @click.argument("graph_file", required=False, type=click.Path(dir_okay=False))
-def edit(graph_file: str | None) -> None:
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")  # fmt: skip
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+              show_default=True, help="Compute precision (autocast below fp32).")  # fmt: skip
+def edit(graph_file: str | None, device: str, precision: str) -> None:
     """Edit and run GRAPH_FILE in the terminal UI (a new graph if it is not given or not there).
 
     GRAPH_FILE may be a PNG or TIFF written by save_images: its graph opens unsaved, and
     its runs write only under the current folder.
     """
+    from pathlib import Path
+
+    from nodeflow.engine.device import DeviceError, resolve_device
     from nodeflow.graph import GraphFileError
     from nodeflow.tui.app import NodeflowApp
 
     try:
-        app = NodeflowApp(Path(graph_file) if graph_file else None)
+        resolve_device(device)
+    except DeviceError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        app = NodeflowApp(
+            Path(graph_file) if graph_file else None, device=device, precision=precision
+        )
     except GraphFileError as exc:
         _print_problems(graph_file or "", exc.problems)
         sys.exit(EXIT_INVALID)

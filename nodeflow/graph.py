@@ -16,10 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tomli_w
-
 from nodeflow import dag
-from nodeflow.atomic import write_text_atomic
 from nodeflow.registry import Registry
 
 if TYPE_CHECKING:
@@ -28,6 +25,9 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 NODE_ID_RULE = "a node id starts with a letter or _ and holds only letters, digits, _ and -"
+NODE_HEADER = re.compile(r'^\s*\[\s*nodes\s*\.\s*(?:"([^"]+)"|([^".\]\s]+))\s*(\.[^\]]*)?\]')
+"""A TOML table header of a node, `[nodes.<id>]` or `[nodes.<id>.<sub-table>]`: the id is
+group 1 (quoted) or 2 (bare)."""
 _TOP_KEYS = {"version", "nodes", "ui"}
 _NODE_KEYS = {"type", "params", "inputs"}
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
@@ -59,6 +59,8 @@ class NodeSpec:
     type: str
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Link] = field(default_factory=dict)
+    comment: str = ""
+    """The comment lines written right above the node's table in a TOML file, without `#`."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,17 @@ class Problem:
 
     def to_json(self) -> dict[str, Any]:
         return {"node": self.node, "field": self.field, "line": self.line, "message": self.message}
+
+
+class FileChangedError(Exception):
+    """The graph's file changed on disk since it was read; saving would lose that change."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(
+            f"{path} changed on disk since it was opened; save again to overwrite it, "
+            "or save under another name"
+        )
 
 
 class GraphFileError(Exception):
@@ -129,7 +142,11 @@ class Graph:
     ui: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     text: str | None = field(default=None, repr=False)
+    """The text the graph was read from, while it still matches (for problems' line numbers)."""
     image: Path | None = None
+    file_text: str | None = field(default=None, repr=False)
+    """The text of `path` when it was last read or written: saving edits it in place, and
+    refuses to overwrite the file if it has changed since."""
 
     @property
     def base_dir(self) -> Path:
@@ -197,7 +214,15 @@ class Graph:
             raise GraphFileError(path, [_toml_problem(exc)]) from None
         except (RecursionError, ValueError) as exc:
             raise GraphFileError(path, [Problem(f"cannot parse the file: {exc}")]) from None
-        graph = cls.from_dict(data, path=path, text=text)
+        try:
+            graph = cls.from_dict(data, path=path, text=text)
+        except GraphFileError as exc:
+            if exc.graph is not None:
+                exc.graph.file_text = text
+                _read_comments(exc.graph, text, fmt)
+            raise
+        graph.file_text = text
+        _read_comments(graph, text, fmt)
         return graph
 
     @classmethod
@@ -255,32 +280,45 @@ class Graph:
 
     def to_toml(self) -> str:
         """TOML in the hand-written style: one table per node, params and inputs inline."""
-        lines = [f"version = {FORMAT_VERSION}"]
-        for spec in self.nodes.values():
-            lines += ["", f"[nodes.{_toml_key(spec.id)}]", f"type = {_toml_value(spec.type)}"]
-            params = {k: v for k, v in spec.params.items() if v is not None}
-            if params:
-                lines.append(f"params = {_inline_table(params)}")
-            if spec.inputs:
-                links = {name: str(link) for name, link in spec.inputs.items()}
-                lines.append(f"inputs = {_inline_table(links)}")
-        ui = _without_none(self.ui)
-        if ui:
-            lines += ["", tomli_w.dumps({"ui": ui}).rstrip()]
-        return "\n".join(lines) + "\n"
+        from nodeflow.graph_writer import new_toml  # the writer builds on this module
+
+        return new_toml(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write the graph atomically, TOML or JSON by the file's suffix."""
+    def save(self, path: str | Path | None = None, overwrite: bool = False) -> Path:
+        """Write the graph atomically, TOML or JSON by the file's suffix.
+
+        A TOML file the graph was read from is edited in place (its comments and layout
+        stay; see `nodeflow.graph_writer`). Raises `FileChangedError` rather than overwrite
+        the graph's own file when it changed on disk since it was read, unless `overwrite`.
+        """
+        from nodeflow.graph_writer import write_graph
+
         target = Path(path) if path else self.path
         if target is None:
             raise ValueError("the graph has no file yet: give a path to save it to")
-        text = self.to_json() if target.suffix.lower() == ".json" else self.to_toml()
-        write_text_atomic(target, text)
-        self.path, self.text = target, text
+        if not overwrite and self.changed_on_disk(target):
+            raise FileChangedError(target)
+        self.file_text = write_graph(self, target, self.file_text)
+        self.path, self.text = target, self.file_text
         return target
+
+    def changed_on_disk(self, target: Path | None = None) -> bool:
+        """Whether `target` (by default the graph's file) is the file the graph was read from
+        and now holds something else."""
+        target = target or self.path
+        if target is None or self.path is None or self.file_text is None:
+            return False
+        if target.resolve() != self.path.resolve():
+            return False
+        try:
+            return target.read_text(encoding="utf-8") != self.file_text
+        except FileNotFoundError:
+            return False
+        except (OSError, UnicodeDecodeError):
+            return True
 
     # -- editing -------------------------------------------------------------------------
 
@@ -351,6 +389,22 @@ def parse_literal(raw: str) -> Any:
         return tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         return raw.strip()
+
+
+def _read_comments(graph: Graph, text: str, fmt: str) -> None:
+    """Give each node the comment lines written right above its table (TOML only)."""
+    if fmt != "toml":
+        return
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        match = NODE_HEADER.match(line)
+        spec = graph.nodes.get((match[1] or match[2]) if match else "")
+        if spec is None or match[3] or spec.comment:
+            continue
+        first = index
+        while first > 0 and lines[first - 1].lstrip().startswith("#"):
+            first -= 1
+        spec.comment = "\n".join(re.sub(r"^\s*# ?", "", c) for c in lines[first:index])
 
 
 def _read_node(
@@ -505,28 +559,6 @@ def _toml_problem(exc: tomllib.TOMLDecodeError) -> Problem:
     return Problem(f"not valid TOML: {message}")
 
 
-def _toml_key(key: str) -> str:
-    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else _toml_value(key)
-
-
-def _without_none(value: Any) -> Any:
-    """TOML has no null: drop None values (an unset optional param is the same as absent)."""
-    if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_none(v) for v in value if v is not None]
-    return value
-
-
-def _toml_value(value: Any) -> str:
-    return tomli_w.dumps({"v": value}).partition("=")[2].strip()
-
-
-def _inline_table(values: dict[str, Any]) -> str:
-    items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items())
-    return "{ " + items + " }"
-
-
 class _Locator:
     """Finds the line of a node or a node's field in the graph file text, when there is one."""
 
@@ -555,11 +587,10 @@ class _Locator:
     def _span(self, node_id: str) -> tuple[int, int] | None:
         if self._sections is None:
             self._sections = {}
-            header = re.compile(r'^\s*\[\s*nodes\s*\.\s*(?:"([^"]+)"|([^".\]\s]+))\s*(\.[^\]]*)?\]')
             json_key = re.compile(r'^\s*"([^"]+)"\s*:\s*\{')
             starts: list[tuple[str, int]] = []
             for i, line in enumerate(self.lines):
-                match = header.match(line)
+                match = NODE_HEADER.match(line)
                 name = (match[1] or match[2]) if match else None
                 if name is None and (match := json_key.match(line)):
                     name = match[1] if match[1] not in _NODE_KEYS | _TOP_KEYS else None

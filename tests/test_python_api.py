@@ -138,8 +138,7 @@ def test_load_then_save_round_trips_every_shipped_graph(tmp_path: Path) -> None:
         loaded.save(copy)
         again = nodeflow.load(copy)
         assert again.to_dict() == nodeflow.load(path).to_dict(), path.name
-        again.save(copy)
-        assert copy.read_text() == loaded.to_toml(), path.name
+        assert copy.read_text() == path.read_text(), path.name  # comments and layout kept
 
 
 def test_a_saved_graph_runs_with_the_cli(tmp_path: Path) -> None:
