@@ -206,12 +206,16 @@ class Graph:
         """Read a graph from text; `fmt` is "toml" or "json" (by default, from the suffix)."""
         fmt = fmt or ("json" if path and path.suffix.lower() == ".json" else "toml")
         try:
-            data = json.loads(text) if fmt == "json" else tomllib.loads(text)
+            data = _json_without_duplicates(text) if fmt == "json" else tomllib.loads(text)
         except json.JSONDecodeError as exc:
             problem = Problem(f"not valid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno)
             raise GraphFileError(path, [problem]) from None
         except tomllib.TOMLDecodeError as exc:
             raise GraphFileError(path, [_toml_problem(exc)]) from None
+        except _DuplicateKey as exc:
+            raise GraphFileError(
+                path, [Problem(str(exc), line=_json_line(text, exc.key))]
+            ) from None
         except (RecursionError, ValueError) as exc:
             raise GraphFileError(path, [Problem(f"cannot parse the file: {exc}")]) from None
         try:
@@ -383,6 +387,35 @@ class Graph:
         return problems
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(
+            f"the key {key!r} appears twice in one object; JSON readers keep only the last, "
+            "so one of them would be lost: give each node its own id"
+        )
+
+
+def _json_without_duplicates(text: str) -> Any:
+    """JSON with every object's keys checked: a repeated node id is an error, not a loss."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in items:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen[key] = value
+        return seen
+
+    return json.loads(text, object_pairs_hook=pairs)
+
+
+def _json_line(text: str, key: str) -> int | None:
+    """The line of the second appearance of `"key":` in JSON text."""
+    lines = [i for i, line in enumerate(text.splitlines(), 1) if f'"{key}"' in line]
+    return lines[1] if len(lines) > 1 else None
+
+
 def parse_literal(raw: str) -> Any:
     """A value as TOML reads it (`3`, `0.5`, `true`, `[64, 64]`, `"x"`); else the bare text."""
     try:
@@ -473,6 +506,16 @@ def _check_node(
     for name, param in node_type.params.items():
         if param.required and name not in spec.params:
             problem(f"missing required param ({param.describe()})", f"param {name!r}")
+    for group in node_type.one_of:
+        given = [name for name in group if spec.params.get(name) is not None]
+        if len(given) != 1:
+            names = " or ".join(f"`{name}`" for name in group)
+            found = "neither" if not given else "both" if len(group) == 2 else ", ".join(given)
+            problem(
+                f"give exactly one of {names}, got {found}",
+                f"param {given[-1]!r}" if given else "params",
+                given[-1] if given else None,
+            )
 
     for name, link in spec.inputs.items():
         socket = node_type.inputs.get(name)

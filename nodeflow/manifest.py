@@ -109,6 +109,7 @@ def _node_to_json(node_type: NodeType) -> dict[str, Any]:
     data["writes"] = node_type.writes
     data["names"] = list(node_type.names)
     data["reads"] = list(node_type.reads)
+    data["one_of"] = [list(group) for group in node_type.one_of]
     for name, socket in node_type.inputs.items():
         data["inputs"][name]["uint8"] = socket.uint8
     for name, param in node_type.params.items():
@@ -146,7 +147,10 @@ def _node_from_json(entry: dict[str, Any], types: dict[str, SocketType]) -> Node
     for name, p in entry["params"].items():
         default = _REQUIRED if p["required"] else p["default"]
         choices = tuple(p.get("choices", ()))
-        params[name] = Param(p["kind"], default, p.get("min"), p.get("max"), choices, p["help"])
+        params[name] = Param(
+            p["kind"], default, p.get("min"), p.get("max"), choices, p["help"],
+            tuple(p.get("fields", ())),
+        )  # fmt: skip
     return NodeType(
         id=entry["id"],
         fn=_not_loaded,
@@ -167,6 +171,7 @@ def _node_from_json(entry: dict[str, Any], types: dict[str, SocketType]) -> Node
         writes=entry["writes"],
         names=tuple(entry["names"]),
         reads=tuple(entry["reads"]),
+        one_of=tuple(tuple(group) for group in entry["one_of"]),
         plugin=entry["plugin"],
     )
 

@@ -54,6 +54,9 @@ class Param:
     max: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    fields: tuple[str, ...] = ()
+    """For a text param that is a format pattern (`{name}-{index:04d}`): the fields it may
+    use. Validation refuses a pattern that does not format with them."""
 
     @property
     def required(self) -> bool:
@@ -112,6 +115,8 @@ class Param:
             data["max"] = self.max
         if self.choices:
             data["choices"] = list(self.choices)
+        if self.fields:
+            data["fields"] = list(self.fields)
         return data
 
 
@@ -141,8 +146,19 @@ def _check_bool(_param: Param, value: Any) -> str | None:
     return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
 
 
-def _check_str(_param: Param, value: Any) -> str | None:
-    return None if isinstance(value, str) else f"expected text, got {value!r}"
+def _check_str(param: Param, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"expected text, got {value!r}"
+    if param.fields:
+        try:
+            value.format(**dict.fromkeys(param.fields, 0))
+        except (KeyError, IndexError, ValueError) as exc:
+            fields = ", ".join(f"{{{f}}}" for f in param.fields)
+            return (
+                f"the pattern {value!r} does not work ({type(exc).__name__}: {exc}); it may "
+                f"use the fields {fields}, with a format like {{{param.fields[-1]}:04d}}"
+            )
+    return None
 
 
 def _check_path(_param: Param, value: Any) -> str | None:
@@ -193,9 +209,9 @@ def Bool(default: Any = _REQUIRED, *, help: str = "") -> Param:
     return Param("bool", default, help=help)
 
 
-def Str(default: Any = _REQUIRED, *, help: str = "") -> Param:
-    """A text param."""
-    return Param("str", default, help=help)
+def Str(default: Any = _REQUIRED, *, help: str = "", fields: Sequence[str] = ()) -> Param:
+    """A text param; with `fields`, a format pattern that may use only those fields."""
+    return Param("str", default, help=help, fields=tuple(fields))
 
 
 def Path(default: Any = _REQUIRED, *, help: str = "") -> Param:
@@ -275,6 +291,7 @@ class NodeType:
     writes: dict[str, str] = field(default_factory=dict)
     names: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
+    one_of: tuple[tuple[str, ...], ...] = ()
     plugin: str = field(default="", compare=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -371,6 +388,7 @@ def node(
     writes: dict[str, str] | None = None,
     names: tuple[str, ...] = (),
     reads: tuple[str, ...] = (),
+    one_of: Sequence[Sequence[str]] = (),
 ) -> Callable[[Callable[..., Any]], NodeType]:
     """Declare a node type from a function; see the module docstring.
 
@@ -384,7 +402,8 @@ def node(
     image files it reads. Validation refuses two nodes writing one file, two nodes of a
     type writing into one folder with the same `names` values, and a folder written where
     the run reads images unless the writer's `allow_input_folder` is true (see
-    `nodeflow.files.conflicts`).
+    `nodeflow.files.conflicts`). `one_of` lists groups of optional params of which exactly
+    one must be set (resize: `size` or `scale`); validation says so.
     """
     inputs = inputs or {}
     outputs = outputs or {}
@@ -396,7 +415,8 @@ def node(
             raise ValueError(f"node {id!r}: {sorted(clash)} named both as input and param")
         if not (fn.__doc__ or "").strip():
             raise ValueError(f"node {id!r}: give the function a docstring; it is the node's help")
-        undeclared = (set(writes or {}) | set(names) | set(reads)) - set(params)
+        grouped = {name for group in one_of for name in group}
+        undeclared = (set(writes or {}) | set(names) | set(reads) | grouped) - set(params)
         if undeclared:
             raise ValueError(f"node {id!r}: writes/reads name {sorted(undeclared)}, not params")
         signature = inspect.signature(fn)
@@ -421,6 +441,7 @@ def node(
             writes=dict(writes or {}),
             names=tuple(names),
             reads=tuple(reads),
+            one_of=tuple(tuple(group) for group in one_of),
         )
 
     return declare

@@ -319,13 +319,12 @@ def test_save_images_pattern_with_index_and_jpg(run_graph, tmp_path):
         assert jpg.format == "JPEG" and jpg.size == (8, 8)
 
 
-def test_a_broken_pattern_says_which_fields_exist(run_graph, tmp_path):
-    write_png(tmp_path / "imgs" / "p.png", random_pixels(4, 4))
-
-    result, _ = run_graph(SAVE.format(pattern="{stem}", format="png"))
-
-    message = failure(result, "out")
-    assert "{stem}" in message and "{name}" in message and "{index" in message
+def test_a_broken_pattern_is_refused_at_validation_naming_the_fields(registry, tmp_path):
+    graph = Graph.parse(SAVE.format(pattern="{stem}", format="png"))
+    (problem,) = graph.validate(registry)
+    assert problem.node == "out" and problem.field == "param 'pattern'"
+    assert "{stem}" in problem.message and "{name}" in problem.message
+    assert "{index" in problem.message
 
 
 def test_a_cancelled_save_leaves_only_whole_files(registry, tmp_path):

@@ -473,3 +473,30 @@ def test_every_cycle_and_self_link_is_reported(toy: Registry) -> None:
     problems = problems_of(text, toy)
     assert [p.node for p in problems] == ["a1", "b1", "me"]
     assert "a1 -> a2 -> a1" in problems[0].message and "b1 -> b2 -> b1" in problems[1].message
+
+
+def test_cross_param_rules_patterns_and_duplicate_json_ids_are_refused(
+    registry: Registry, tmp_path: Path
+) -> None:
+    text = (
+        'version = 1\n[nodes.photos]\ntype = "sample_images"\n'
+        '[nodes.small]\ntype = "resize"\nparams = { size = 64, scale = 0.5 }\n'
+        'inputs = { image = "photos.image" }\n'
+        '[nodes.none]\ntype = "resize"\ninputs = { image = "photos.image" }\n'
+        '[nodes.save]\ntype = "save_images"\nparams = { folder = "o", pattern = "{nme}" }\n'
+        'inputs = { image = "small.image" }\n'
+    )
+    messages = {p.node: p.message for p in Graph.parse(text).validate(registry)}
+    assert messages["small"] == "give exactly one of `size` or `scale`, got both"
+    assert messages["none"] == "give exactly one of `size` or `scale`, got neither"
+    assert "the pattern '{nme}' does not work (KeyError: 'nme')" in messages["save"]
+
+    duplicated = (
+        '{"version": 1, "nodes": {\n"a": {"type": "sample_images"},\n"a": {"type": "grid"}}}'
+    )
+    path = tmp_path / "g.json"
+    path.write_text(duplicated)
+    with pytest.raises(GraphFileError) as caught:
+        Graph.load(path)
+    problem = caught.value.problems[0]
+    assert "the key 'a' appears twice" in problem.message and problem.line == 3

@@ -390,16 +390,6 @@ def sample_images(
 # -- writing ---------------------------------------------------------------------------------
 
 
-def _check_pattern(pattern: str) -> None:
-    try:
-        pattern.format(name="photo", index=0, node="node")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(
-            f"the file name pattern {pattern!r} does not work ({type(exc).__name__}: {exc}); "
-            "it may use the fields {name}, {index} (with a format like {index:04d}) and {node}"
-        ) from None
-
-
 def _as_pixels(batch: torch.Tensor) -> np.ndarray:
     """B x C x H x W in [0, 1] (or uint8 levels) -> B x H x W x C on the CPU, as it came."""
     if batch.dim() != 4 or batch.shape[1] not in (1, 3):
@@ -420,6 +410,7 @@ def _as_pixels(batch: torch.Tensor) -> np.ndarray:
             "{name}",
             help="file name without extension; fields {name}, {index} (0-based, e.g. "
             "{index:04d}) and {node}; '/' makes sub-folders",
+            fields=("name", "node", "index"),
         ),
         "format": Choice(FORMATS, "png", help="file format"),
         "bit_depth": Int(8, min=8, max=16, help="8 or 16 bits per channel (16: png, tiff)"),
@@ -458,7 +449,6 @@ def save_images(
     FILE`, `nodeflow run FILE`). 16-bit colour PNG is written by imagecodecs, TIFF by
     tifffile, the rest by Pillow.
     """
-    _check_pattern(pattern)
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth is 8 or 16, not {bit_depth}")
     if bit_depth == 16 and format not in SIXTEEN_BIT_FORMATS:

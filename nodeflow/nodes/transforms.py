@@ -115,6 +115,7 @@ def grayscale(image: torch.Tensor) -> torch.Tensor:
             ("bilinear", "bicubic", "nearest", "area"), "bilinear", help="interpolation"
         ),
     },
+    one_of=[("size", "scale")],
 )
 def resize(
     image: torch.Tensor, *, size: int | list[int] | None, scale: float | None, mode: str
