@@ -204,20 +204,42 @@ def encode(image: torch.Tensor, model: Model) -> Latent:
     return Latent(net.encode(x).float().contiguous(), source=model.arch)
 
 
+def noise_generator(seed: int, index: int) -> torch.Generator:
+    """The CPU generator a style-based GAN generator's per-pixel noise comes from."""
+    digest = hashlib.sha256(f"noise:{seed}:{index}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def synthesize(model: Model, latent: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
+    """A GAN generator's images in [0, 1] from z (B x z_dim) or w (B x layers x w_dim)."""
+    net = model.net.eval()
+    latent = latent.to(next(net.parameters()).device)
+    if latent.dim() == 2:
+        latent = net.mapping(latent)
+    return from_network(net.synthesis(latent, noise).float(), model.info.value_range)
+
+
 @node(
     "decode",
-    inputs={"latent": Input(LATENT), "model": Input(MODEL, help="the autoencoder")},
+    inputs={
+        "latent": Input(LATENT),
+        "model": Input(MODEL, help="the autoencoder, or the GAN generator"),
+    },
     outputs={"image": Output(IMAGE)},
 )
-def decode(latent: Latent, model: Model) -> torch.Tensor:
-    """Decode latent codes back to images with an autoencoder's decoder."""
+def decode(latent: Latent, model: Model, *, ctx: NodeContext) -> torch.Tensor:
+    """Decode latent codes back to images with an autoencoder's decoder or a GAN generator.
+
+    A GAN generator (from `train_gan`) reads z, or w for the style-based one, as
+    `gan_latents` makes them; its per-pixel noise is drawn from a generator seeded with 0
+    and the batch's position, so a re-run decodes the same images.
+    """
+    if model.info.purpose == "generator":
+        _check_source(latent, model)
+        return synthesize(model, latent.tensor, noise_generator(0, ctx.batch_index)).contiguous()
     _require_autoencoder(model, "decode")
     info = model.info
-    if latent.source != model.arch:
-        raise ValueError(
-            f"this latent comes from {latent.source!r}; decode turns latents of the "
-            f"{model.describe()} into images, so encode (or sample) them with it"
-        )
+    _check_source(latent, model)
     expected = info.latent_shape[:1]
     if expected and latent.tensor.shape[1] != expected[0]:
         raise ValueError(
@@ -226,6 +248,14 @@ def decode(latent: Latent, model: Model) -> torch.Tensor:
         )
     net = prepare(model, latent.tensor.device)
     return from_network(net.decode(latent.tensor).float(), info.value_range).contiguous()
+
+
+def _check_source(latent: Latent, model: Model) -> None:
+    if latent.source != model.arch:
+        raise ValueError(
+            f"this latent comes from {latent.source!r}; decode turns latents of the "
+            f"{model.describe()} into images, so encode (or sample) them with it"
+        )
 
 
 def _slerp_weights(
