@@ -26,7 +26,7 @@ SMALL = {
                   "sample_every": 0},
 }  # fmt: skip
 # Graphs whose shipped models need larger images than SMALL gives (gan64_D judges 64x64).
-LARGER = {"gan_demo": {"sample_images": {"size": 96}}}
+LARGER = {"gan_demo": {"sample_images": {"size": 96}, "random_image": {"size": 64}}}
 # These need files only their user has (pretrained weights, a folder of class folders); the
 # plugin's tests make stand-ins and run them: plugins/nodeflow-transfer/tests.
 NEEDS_USER_FILES = {"transfer_classify", "transfer_features_pca"}

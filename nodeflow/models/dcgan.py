@@ -146,7 +146,6 @@ def create_discriminator(
         "in_channels": hp["in_channels"],
         "out_channels": 1,
         "hparams": hp,
-        "task": "generate",
         "min_size": hp["size"],
         "tiling": False,
         "value_range": (-1.0, 1.0),

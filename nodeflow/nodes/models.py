@@ -227,16 +227,16 @@ def synthesize(model: Model, latent: torch.Tensor, noise: torch.Generator) -> to
     },
     outputs={"image": Output(IMAGE)},
 )
-def decode(latent: Latent, model: Model, *, ctx: NodeContext) -> torch.Tensor:
+def decode(latent: Latent, model: Model) -> torch.Tensor:
     """Decode latent codes back to images with an autoencoder's decoder or a GAN generator.
 
     A GAN generator (from `train_gan`) reads z, or w for the style-based one, as
-    `gan_latents` makes them; its per-pixel noise is drawn from a generator seeded with 0
-    and the batch's position, so a re-run decodes the same images.
+    `gan_latents` makes them; every image gets the same per-pixel noise (drawn with seed
+    0), so a latent always decodes to the same image.
     """
     if model.info.purpose == "generator":
         _check_source(latent, model)
-        return synthesize(model, latent.tensor, noise_generator(0, ctx.batch_index)).contiguous()
+        return synthesize(model, latent.tensor, noise_generator(0, 0)).contiguous()
     _require_autoencoder(model, "decode")
     info = model.info
     _check_source(latent, model)
@@ -572,7 +572,7 @@ def _discriminator_input(
         "condition": Input(
             IMAGE, optional=True, help="for a conditional discriminator: the input side"
         ),
-        "model": Input(MODEL, help="a PatchGAN or pixel discriminator"),
+        "model": Input(MODEL, help="a PatchGAN, pixel or GAN (train_gan) discriminator"),
     },
     outputs={
         "score": Output(SCORES, help="per image: the mean 'real' probability of its patches"),
@@ -585,8 +585,10 @@ def discriminator_score(
     """Score how real images look to a discriminator, per image and per patch.
 
     Each logit of the discriminator's map judges one patch (70x70 for the basic PatchGAN,
-    one pixel for the pixel discriminator); its sigmoid is the patch's probability of being
-    real. The score is the mean over the map; the heatmap is the map enlarged (bilinear)
+    one pixel for the pixel discriminator; a `train_gan` discriminator judges an image of
+    its training size whole, and windows of that size in larger ones); its sigmoid is the
+    patch's probability of being real (for a hinge-loss discriminator, a monotone reading
+    of its score rather than a probability). The score is the mean over the map; the heatmap is the map enlarged (bilinear)
     to the image size, in [0, 1]. A model trained with the least-squares GAN loss (extra
     "gan_mode" = "lsgan") has its outputs clamped to [0, 1] instead of the sigmoid. A
     conditional discriminator (pix2pix) needs `condition`, the image the output was made
