@@ -33,7 +33,7 @@ format: $(STAMP)
 # last checkpoint and its log continues the interrupted one. Each training runs well on
 # one core, so on a machine with N cores `OMP_NUM_THREADS=1 make -j N models` trains N at
 # a time (docs/models.md: times).
-SHIPPED := denoise superres4 colorize edges2photo autoencoder
+SHIPPED := denoise superres4 colorize edges2photo autoencoder gan
 models: $(SHIPPED:%=docs/training-logs/%.jsonl.gz)
 	mkdir -p nodeflow/checkpoints
 	cp graphs/out/models/*.safetensors nodeflow/checkpoints/

@@ -132,6 +132,9 @@ def what_it_does(entry: dict[str, Any]) -> str:
     if task == "autoencode":
         shape = "x".join(map(str, entry.get("latent_shape", []))) or "small"
         return f"encodes images to a {shape} latent and decodes them back"
+    if entry.get("purpose") == "generator":
+        size = entry.get("hparams", {}).get("size", "?")
+        return f"makes new {size}x{size} images from random noise (a GAN generator)"
     return task or entry.get("purpose", "")
 
 

@@ -37,6 +37,8 @@ BUILTIN_PLUGINS = (
     "nodeflow.nodes.architectures",
     "nodeflow.nodes.models",
     "nodeflow.nodes.training",
+    "nodeflow.nodes.gan",
+    "nodeflow.nodes.swd",
 )
 
 

@@ -1,4 +1,6 @@
-"""Registers the built-in model architectures: autoencoder, U-Net, ResNet generator, discriminators.
+"""Registers the built-in model architectures: autoencoder, U-Net, ResNet generator,
+discriminators, and the unconditional GANs (DCGAN generator and discriminator, style-based
+generator).
 
 Each is an id, a `detect(state_dict)` that recognises its key layout and shapes, and a
 `build(state_dict, metadata)` that rebuilds it from nodeflow metadata or, for a bare
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nodeflow.api import Architecture, hookimpl
-from nodeflow.models import autoencoder, patchgan, resnet, unet
+from nodeflow.models import autoencoder, dcgan, patchgan, resnet, stylegan, unet
 
 ARCHITECTURES = (
     Architecture(
@@ -43,6 +45,24 @@ ARCHITECTURES = (
         patchgan.detect_pixel,
         patchgan.build_pixel,
         "1x1 pixel discriminator, conditional or not",
+    ),
+    Architecture(
+        dcgan.GENERATOR_ID,
+        dcgan.detect_generator,
+        dcgan.build_generator,
+        "DCGAN generator: noise z to 32-128 px images",
+    ),
+    Architecture(
+        dcgan.DISCRIMINATOR_ID,
+        dcgan.detect_discriminator,
+        dcgan.build_discriminator,
+        "DCGAN discriminator with spectral normalization, unconditional",
+    ),
+    Architecture(
+        stylegan.ARCH_ID,
+        stylegan.detect,
+        stylegan.build,
+        "style-based generator (mapping z -> w, modulated convs, noise), 32-128 px",
     ),
 )
 

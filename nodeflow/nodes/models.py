@@ -211,20 +211,42 @@ def encode(image: torch.Tensor, model: Model) -> Latent:
     return Latent(net.encode(x).float().contiguous(), source=model.arch)
 
 
+def noise_generator(seed: int, index: int) -> torch.Generator:
+    """The CPU generator a style-based GAN generator's per-pixel noise comes from."""
+    digest = hashlib.sha256(f"noise:{seed}:{index}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def synthesize(model: Model, latent: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
+    """A GAN generator's images in [0, 1] from z (B x z_dim) or w (B x layers x w_dim)."""
+    net = model.net.eval()
+    latent = latent.to(next(net.parameters()).device)
+    if latent.dim() == 2:
+        latent = net.mapping(latent)
+    return from_network(net.synthesis(latent, noise).float(), model.info.value_range)
+
+
 @node(
     "decode",
-    inputs={"latent": Input(LATENT), "model": Input(MODEL, help="the autoencoder")},
+    inputs={
+        "latent": Input(LATENT),
+        "model": Input(MODEL, help="the autoencoder, or the GAN generator"),
+    },
     outputs={"image": Output(IMAGE)},
 )
 def decode(latent: Latent, model: Model) -> torch.Tensor:
-    """Decode latent codes back to images with an autoencoder's decoder."""
+    """Decode latent codes back to images with an autoencoder's decoder or a GAN generator.
+
+    A GAN generator (from `train_gan`) reads z, or w for the style-based one, as
+    `gan_latents` makes them; every image gets the same per-pixel noise (drawn with seed
+    0), so a latent always decodes to the same image.
+    """
+    if model.info.purpose == "generator":
+        _check_source(latent, model)
+        return synthesize(model, latent.tensor, noise_generator(0, 0)).contiguous()
     _require_autoencoder(model, "decode")
     info = model.info
-    if latent.source != model.arch:
-        raise ValueError(
-            f"this latent comes from {latent.source!r}; decode turns latents of the "
-            f"{model.describe()} into images, so encode (or sample) them with it"
-        )
+    _check_source(latent, model)
     expected = info.latent_shape[:1]
     if expected and latent.tensor.shape[1] != expected[0]:
         raise ValueError(
@@ -235,6 +257,14 @@ def decode(latent: Latent, model: Model) -> torch.Tensor:
     decoded = net.decode(latent.tensor).float()
     require_finite(decoded)
     return from_network(decoded, info.value_range).contiguous()
+
+
+def _check_source(latent: Latent, model: Model) -> None:
+    if latent.source != model.arch:
+        raise ValueError(
+            f"this latent comes from {latent.source!r}; decode turns latents of the "
+            f"{model.describe()} into images, so encode (or sample) them with it"
+        )
 
 
 def _slerp_weights(
@@ -583,7 +613,7 @@ def _discriminator_input(
         "condition": Input(
             IMAGE, optional=True, help="for a conditional discriminator: the input side"
         ),
-        "model": Input(MODEL, help="a PatchGAN or pixel discriminator"),
+        "model": Input(MODEL, help="a PatchGAN, pixel or GAN (train_gan) discriminator"),
     },
     outputs={
         "score": Output(SCORES, help="per image: the mean 'real' probability of its patches"),
@@ -596,8 +626,10 @@ def discriminator_score(
     """Score how real images look to a discriminator, per image and per patch.
 
     Each logit of the discriminator's map judges one patch (70x70 for the basic PatchGAN,
-    one pixel for the pixel discriminator); its sigmoid is the patch's probability of being
-    real. The score is the mean over the map; the heatmap is the map enlarged (bilinear)
+    one pixel for the pixel discriminator; a `train_gan` discriminator judges an image of
+    its training size whole, and windows of that size in larger ones); its sigmoid is the
+    patch's probability of being real (for a hinge-loss discriminator, a monotone reading
+    of its score rather than a probability). The score is the mean over the map; the heatmap is the map enlarged (bilinear)
     to the image size, in [0, 1]. A model trained with the least-squares GAN loss (extra
     "gan_mode" = "lsgan") has its outputs clamped to [0, 1] instead of the sigmoid. A
     conditional discriminator (pix2pix) needs `condition`, the image the output was made
