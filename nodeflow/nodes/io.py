@@ -232,18 +232,60 @@ def load_images(*, path: str, batch_size: int, ctx: NodeContext) -> Stream:
     An unreadable file is reported as an item error and skipped. Item names are file stems.
     """
     files = list_images(path)
-    shapes = [shape for shape in map(_header_shape, files) if shape is not None]
-    total = sum(1 for _ in _group(shapes, lambda shape: shape, batch_size))
+    groups = file_batches(files, header_shapes(files), batch_size, ctx)
 
     def produce() -> Iterator[Batch]:
-        decoded = _decode_all(files, ctx)
-        for group in _group(decoded, lambda item: tuple(item[1].shape), batch_size):
-            data = torch.stack([image for _, image in group]).to(ctx.device)
-            names = [name for name, _ in group]
-            group.clear()  # drop the single images before the batch travels on
-            yield Batch(data, names)
+        for group in groups:
+            batch = decode_batch(group, ctx)
+            if batch is not None:
+                yield batch
 
-    return Stream(produce, total=total)
+    return Stream(produce, total=len(groups))
+
+
+def file_batches(
+    files: list[Path],
+    shapes: list[tuple[int, int, int] | None],
+    batch_size: int,
+    ctx: NodeContext,
+) -> list[list[Path]]:
+    """The files of each batch: consecutive files of one header shape, `batch_size` at most.
+
+    Batches are made from the headers alone, so they are known before anything is decoded
+    (the Ray engine decodes them on its workers). A file whose header is unreadable is
+    reported as an item error and left out.
+    """
+    readable = []
+    for file, shape in zip(files, shapes, strict=True):
+        if shape is None:
+            _report_unreadable(file, ctx)
+        else:
+            readable.append((file, shape))
+    return [
+        [file for file, _ in group] for group in _group(readable, lambda item: item[1], batch_size)
+    ]
+
+
+def header_shapes(files: list[Path]) -> list[tuple[int, int, int] | None]:
+    """The C x H x W each file's header announces, None where it is unreadable."""
+    return [_header_shape(file) for file in files]
+
+
+def decode_batch(files: list[Path], ctx: NodeContext) -> Batch | None:
+    """One batch of files decoded on ctx.device; unreadable files are reported and skipped
+    (None when none of them could be read)."""
+    decoded = list(_decode_all(files, ctx))
+    if not decoded:
+        return None
+    data = torch.stack([image for _, image in decoded]).to(ctx.device)
+    return Batch(data, [name for name, _ in decoded])
+
+
+def _report_unreadable(file: Path, ctx: NodeContext) -> None:
+    try:
+        read_image(file)
+    except UnreadableImage as exc:
+        ctx.item_error(str(file), exc.reason)
 
 
 def _decode_all(files: list[Path], ctx: NodeContext) -> Iterator[tuple[str, torch.Tensor]]:
