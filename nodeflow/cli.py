@@ -134,22 +134,19 @@ def run(
     a checkpoint it resumes from next time. A second signal while that checkpoint is being
     written waits for it; a third stops at once.
     """
+    from nodeflow import launch
     from nodeflow.cli_progress import ProgressView, print_results
     from nodeflow.engine.cache import Cache
     from nodeflow.engine.context import CancelToken
     from nodeflow.engine.device import DeviceError
     from nodeflow.engine.executor import Executor
-    from nodeflow.graph import GraphFileError
-
-    from nodeflow import launch
     from nodeflow.engine.ray_engine import RayOptions
+    from nodeflow.graph import GraphFileError
     from nodeflow.training import distributed
 
     if (nproc > 1 or nnodes > 1) and "WORLD_SIZE" not in os.environ:
         try:
-            command = launch.torchrun_command(
-                sys.argv[1:], nproc, nnodes, node_rank, rdzv_endpoint
-            )
+            command = launch.torchrun_command(sys.argv[1:], nproc, nnodes, node_rank, rdzv_endpoint)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         sys.exit(launch.relaunch(command))

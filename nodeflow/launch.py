@@ -38,7 +38,25 @@ def torchrun_command(
         ]
     else:
         command.append("--standalone")
-    return [*command, "-m", "nodeflow.cli", *argv]
+    return [*command, "-m", "nodeflow.cli", *_without_launch_options(argv)]
+
+
+LAUNCH_OPTIONS = ("--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint")
+
+
+def _without_launch_options(argv: list[str]) -> list[str]:
+    """`argv` without the options torchrun already took (it would also misread them as
+    abbreviations of its own)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in LAUNCH_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{option}=" for option in LAUNCH_OPTIONS)):
+            kept.append(arg)
+    return kept
 
 
 def relaunch(command: list[str]) -> int:

@@ -119,7 +119,9 @@ class RayRun(LocalRun):
             if key not in self._warned:
                 self._warned.add(key)
                 self.emit(
-                    RunWarning(f"node(s) {', '.join(nodes)} run on the driver, not on Ray: {reason}")
+                    RunWarning(
+                        f"node(s) {', '.join(nodes)} run on the driver, not on Ray: {reason}"
+                    )
                 )
         return PassSteps(self, nodes, live=live, on_fail=on_fail)
 
@@ -276,7 +278,6 @@ class RayPass:
                 batch_size=1,
                 batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=workers),
-                max_restarts=0,
                 **({"num_gpus": gpus} if gpus else {}),
             )
         else:
@@ -340,7 +341,9 @@ class RayPass:
     def _skip_rest(self) -> None:
         failed = {n for n, node in self.nodes.items() if node.failed}
         for node_id, node in self.nodes.items():
-            upstream = next((ln.node for ln in node.step.inputs.values() if ln.node in failed), None)
+            upstream = next(
+                (ln.node for ln in node.step.inputs.values() if ln.node in failed), None
+            )
             if not node.failed and upstream is not None:
                 self._fail(node_id, ("skipped", upstream, ""))
                 failed.add(node_id)

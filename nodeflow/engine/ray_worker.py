@@ -185,7 +185,9 @@ class StageRunner:
         broken = set(run.failures)
         nodes = []
         for step in self.nodes:
-            upstream = next((link.node for link in step.inputs.values() if link.node in broken), None)
+            upstream = next(
+                (link.node for link in step.inputs.values() if link.node in broken), None
+            )
             if upstream is not None:
                 run.node_skipped(step, upstream)
                 broken.add(step.id)

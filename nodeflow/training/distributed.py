@@ -36,7 +36,9 @@ def is_main() -> bool:
 
 def active() -> bool:
     """Whether this process trains with others in an initialised process group."""
-    return world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+    return (
+        world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+    )
 
 
 def join(device: torch.device) -> None:
@@ -83,6 +85,13 @@ def mean_losses(losses: dict[str, float], device: torch.device) -> dict[str, flo
     torch.distributed.all_reduce(values)
     values /= world_size()
     return dict(zip(names, values.tolist(), strict=True))
+
+
+def any_of(*flags: bool, device: torch.device) -> list[bool]:
+    """Each flag true on any process, the same on all of them."""
+    values = torch.tensor([float(flag) for flag in flags], device=device)
+    torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.MAX)
+    return [bool(v) for v in values.tolist()]
 
 
 def from_main(value: Any) -> Any:

@@ -354,7 +354,7 @@ class _Session:
         self.ctx.progress(self.position.step, self._total(), **first_info)
         self.seconds_before = self.position.seconds
         try:
-            while not self._finished() and not self._out_of_time():
+            while not self._finished() and not self._stopping():
                 self._run_epoch(first_pass)
                 first_pass = None
         except RunCancelled:
@@ -390,9 +390,8 @@ class _Session:
             )
         with contextlib.closing(batches):
             for pair in batches:
-                if self._out_of_time():
+                if self._stopping():
                     return
-                self.ctx.check_cancelled()
                 self._check_channels(pair)
                 lr = self._set_learning_rates()
                 losses = self._step(pair)
@@ -418,6 +417,23 @@ class _Session:
         pos.epoch += 1
         pos.offset = 0
         pos.epoch_start = pos.step
+
+    def _stopping(self) -> bool:
+        """True when out of time; RunCancelled when cancelled. Under DDP the processes
+        agree (any one cancelled or out of time stops them all at the same step)."""
+        out_of_time = self._out_of_time()
+        cancelled = self.ctx.cancel.cancelled
+        if distributed.active():
+            cancelled, out_of_time = distributed.any_of(
+                cancelled, out_of_time, device=self.ctx.device
+            )
+            if out_of_time and not self.outcome.stopped:
+                self.outcome.stopped = (
+                    f"time budget used up on another process after step {self.position.step}"
+                )
+        if cancelled:
+            raise RunCancelled("the run was cancelled")
+        return out_of_time
 
     def _step(self, pair: PairBatch) -> dict[str, float] | None:
         """One optimizer step on this process's part of `pair`; the whole batch's losses
