@@ -360,6 +360,13 @@ class _Session:
         except RunCancelled:
             self._save()
             raise
+        except RuntimeError:
+            if not (distributed.active() and self.ctx.cancel.cancelled):
+                raise
+            # under DDP a process that stopped first breaks the others' collectives: what
+            # they hold is the state after their last whole step, saved like any stop
+            self._save()
+            raise RunCancelled("the run was cancelled") from None
         self._update_seconds()
         self.outcome.planned = self._total()
         self.outcome.losses = self._recent_losses()
@@ -394,11 +401,14 @@ class _Session:
                     return
                 self._check_channels(pair)
                 lr = self._set_learning_rates()
-                losses = self._step(pair)
+                part = distributed.shard(pair) if distributed.active() else pair
                 pos.offset += len(pair)
-                if losses is None:
+                if part is None:  # too few pairs to give every process one: all skip it
                     continue
+                losses = self.trainer.step(part)
                 pos.step += 1
+                if distributed.active():  # the whole batch's losses
+                    losses = distributed.mean_losses(losses, self.ctx.device)
                 self.recent.append(losses)
                 info: dict[str, Any] = {**losses, "epoch": pos.epoch + 1, "lr": lr}
                 if schedule.sample_every and pos.step % schedule.sample_every == 0 and self.main:
@@ -434,16 +444,6 @@ class _Session:
         if cancelled:
             raise RunCancelled("the run was cancelled")
         return out_of_time
-
-    def _step(self, pair: PairBatch) -> dict[str, float] | None:
-        """One optimizer step on this process's part of `pair`; the whole batch's losses
-        (None when the batch is too small to give every process a pair)."""
-        if not distributed.active():
-            return self.trainer.step(pair)
-        part = distributed.shard(pair)
-        if part is None:
-            return None
-        return distributed.mean_losses(self.trainer.step(part), self.ctx.device)
 
     def _set_learning_rates(self) -> float:
         """Apply the decay for the coming step; return the (first) learning rate in use."""
