@@ -110,11 +110,13 @@ class RayRun(LocalRun):
 
     def pass_steps(
         self, nodes: list[str], live: bool, on_fail: Callable[[str], None] = lambda _n: None
-    ) -> Any:
+    ) -> PassSteps | RayPass:
+        if not any(self.plan.steps[n].mode == "source" for n in nodes):
+            return PassSteps(self, nodes, live=live, on_fail=on_fail)  # over cached streams
         reason = self._unmapped(nodes)
         if reason is None:
             return RayPass(self, nodes, live, on_fail)
-        if live and not reason.startswith("-"):
+        if live:
             key = ",".join(nodes)
             if key not in self._warned:
                 self._warned.add(key)
@@ -129,8 +131,6 @@ class RayRun(LocalRun):
         """Why this pass cannot run on Ray (None when it can)."""
         steps = [self.plan.steps[n] for n in nodes]
         sources = [s for s in steps if s.mode == "source"]
-        if not sources:
-            return "-no source"  # a pass over cached streams: nothing to decode
         if len(sources) > 1 or sources[0].node_type.id not in SHARDED_SOURCES:
             names = ", ".join(f"{s.id!r} ({s.node_type.id})" for s in sources)
             return f"its source(s) {names} are not a folder read by load_images"
@@ -145,12 +145,12 @@ class RayRun(LocalRun):
 
     def stage_spec(self, nodes: list[str]) -> tuple[StageSpec, bool]:
         """The pass as one stage, and whether it reads a model (then it runs in actors)."""
+        import ray
+
         steps = [self.plan.steps[n] for n in nodes]
         inside = set(nodes)
         rebuilt: dict[str, StepSpec] = {}
         shipped: dict[str, Any] = {}
-        import ray
-
         for step in steps:
             for link in step.inputs.values():
                 producer = self.plan.steps[link.node]
