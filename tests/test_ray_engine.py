@@ -12,7 +12,15 @@ from PIL import Image
 
 from nodeflow.cli import main
 from nodeflow.engine.cache import Cache
-from nodeflow.engine.events import Event, ItemError, NodeFailed, RunStarted, RunWarning
+from nodeflow.engine.context import CancelToken
+from nodeflow.engine.events import (
+    Event,
+    ItemError,
+    NodeFailed,
+    NodeProgress,
+    RunStarted,
+    RunWarning,
+)
 from nodeflow.engine.executor import Executor, RunResult
 from nodeflow.engine.ray_engine import RayOptions
 from nodeflow.graph import Graph
@@ -169,3 +177,39 @@ inputs = { image = "soft.image", reference = "photos.image" }
     assert any("run on the driver" in m and "sample_images" in m for m in warnings)
     finished = [e for e in events if e["event"] == "NodeFinished" and e["node"] == "quality"]
     assert float(finished[0]["summary"]["psnr"]) > 10
+
+
+def test_cancelling_a_ray_run_stops_it_and_leaves_only_whole_files(
+    ray_runtime, registry, tmp_path: Path
+) -> None:
+    _photos(tmp_path / "photos")
+    path = tmp_path / "graph.toml"
+    path.write_text(
+        """
+version = 1
+[nodes.photos]
+type = "load_images"
+params = { path = "photos", batch_size = 1 }
+[nodes.soft]
+type = "blur"
+inputs = { image = "photos.image" }
+[nodes.save]
+type = "save_images"
+params = { folder = "out" }
+inputs = { image = "soft.image" }
+"""
+    )
+    cancel = CancelToken()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, NodeProgress) and event.node == "save" and event.done >= 2:
+            cancel.cancel()
+
+    executor = Executor(registry, Cache(tmp_path / "cache"), device="cpu", engine="ray")
+    result = executor.run(Graph.load(path), on_event=on_event, cancel=cancel)
+    assert result.cancelled and not result.ok
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert 1 <= len(written) < 7
+    assert all(name.endswith(".png") for name in written)
+    for name in written:
+        Image.open(tmp_path / "out" / name).load()
