@@ -160,7 +160,7 @@ def run(
         if device == "auto" and _cuda_available():
             device = f"cuda:{local_rank}"
         if follower:  # ranks above 0 train alongside rank 0 and write nothing
-            targets = tuple(launch.training_nodes(graph, registry))
+            targets = tuple(launch.training_nodes(graph, registry, list(targets)))
             quiet, events = True, None
     cache_type = launch.ReadOnlyCache if follower else Cache
     try:
@@ -172,6 +172,9 @@ def run(
     except DeviceError as exc:
         raise click.UsageError(str(exc)) from None
     distributed.join(executor.device)
+    if follower and not targets:  # nothing trains: rank 0 runs the graph alone
+        distributed.leave()
+        sys.exit(0)
 
     cancel = CancelToken()
     signals = 0

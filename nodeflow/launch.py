@@ -69,13 +69,19 @@ def relaunch(command: list[str]) -> int:
         return 130
 
 
-def training_nodes(graph: Graph, registry: Registry) -> list[str]:
-    """The nodes that train: collecting nodes that read a Dataset."""
+def training_nodes(graph: Graph, registry: Registry, targets: list[str]) -> list[str]:
+    """The nodes that train (collecting nodes that read a Dataset) among those `targets`
+    (default: the graph's outputs) need."""
+    from nodeflow import dag
+    from nodeflow.engine.plan import default_targets
+
+    wanted = dag.ancestors(targets or default_targets(graph, registry), graph.producers())
     trainers = []
     for node_id, spec in graph.nodes.items():
         node_type = registry.nodes[spec.type]
         reads_dataset = any(i.type.name == "Dataset" for i in node_type.inputs.values())
-        if node_type.mode == "collect" and not node_type.inference and reads_dataset:
+        trains = node_type.mode == "collect" and not node_type.inference and reads_dataset
+        if trains and node_id in wanted:
             trainers.append(node_id)
     return trainers
 
