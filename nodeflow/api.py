@@ -32,6 +32,10 @@ Inference
 Files
     `read_image`, `list_images`, `atomic_path` (write a file so no half of it is ever
     seen).
+Training
+    `fit` (the resumable loop of the built-in trainers: batches, progress, samples,
+    checkpoints, time budget), `Schedule` (how long and how to train), `Trainer` (what
+    `fit` drives), `PairBatch` (one batch of training pairs).
 
 `docs/plugins.md` walks through writing, packaging and testing a plugin with these.
 """
@@ -42,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from nodeflow.atomic import atomic_path
 from nodeflow.engine.context import NodeContext, RunCancelled
+from nodeflow.hooks import hookimpl
 from nodeflow.models.checkpoint import (
     check_hparams,
     conv_bias,
@@ -79,7 +84,6 @@ from nodeflow.node import (
     Str,
     node,
 )
-from nodeflow.plugins import hookimpl
 from nodeflow.registry import Architecture
 from nodeflow.types import (
     BOOL,
@@ -104,6 +108,8 @@ from nodeflow.types import (
 if TYPE_CHECKING:
     from nodeflow.nodes.io import list_images, read_image
     from nodeflow.nodes.models import match_channels
+    from nodeflow.training.datasets import PairBatch
+    from nodeflow.training.loop import Schedule, Trainer, fit
 
 # Helpers defined in built-in node modules, which themselves import this module: they are
 # looked up on first use, so importing nodeflow.api never imports a node module.
@@ -111,6 +117,10 @@ _FROM_NODE_MODULES = {
     "list_images": "nodeflow.nodes.io",
     "read_image": "nodeflow.nodes.io",
     "match_channels": "nodeflow.nodes.models",
+    "fit": "nodeflow.training.loop",
+    "Schedule": "nodeflow.training.loop",
+    "Trainer": "nodeflow.training.loop",
+    "PairBatch": "nodeflow.training.datasets",
 }
 
 __all__ = [
@@ -139,18 +149,22 @@ __all__ = [
     "NodeType",
     "Output",
     "PCABasis",
+    "PairBatch",
     "Param",
     "Path",
     "RunCancelled",
+    "Schedule",
     "Scores",
     "Size",
     "SocketType",
     "Str",
     "Stream",
+    "Trainer",
     "apply_model",
     "atomic_path",
     "check_hparams",
     "conv_bias",
+    "fit",
     "forward",
     "from_network",
     "hookimpl",

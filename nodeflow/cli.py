@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -77,6 +78,9 @@ def main() -> None:
 
 @main.command()
 @click.argument("graph_file", type=click.Path(dir_okay=False))
+@click.option("--output-root", type=click.Path(file_okay=False),
+              help="Refuse every write outside DIR (default for a graph taken from an image: "
+              "the current folder).")  # fmt: skip
 @click.option("--set", "overrides", multiple=True, metavar="NODE.PARAM=VALUE",
               help="Override a param without editing the file (repeatable).")  # fmt: skip
 @click.option("--only", "targets", multiple=True, metavar="NODE",
@@ -110,6 +114,7 @@ def main() -> None:
               help="torchrun's rendezvous: one machine's address, the same on all.")  # fmt: skip
 def run(
     graph_file: str,
+    output_root: str | None,
     overrides: tuple[str, ...],
     targets: tuple[str, ...],
     device: str,
@@ -129,6 +134,10 @@ def run(
     rdzv_endpoint: str | None,
 ) -> None:
     """Run GRAPH_FILE: everything its output nodes need, reusing cached results.
+
+    GRAPH_FILE may be a PNG or TIFF written by save_images: the graph it carries runs, its
+    relative paths resolve against the current folder, and it writes only under the
+    current folder unless --output-root says otherwise.
 
     Ctrl-C (or SIGTERM) stops at the next batch or training step; a training node saves
     a checkpoint it resumes from next time. A second signal while that checkpoint is being
@@ -163,10 +172,11 @@ def run(
             targets = tuple(launch.training_nodes(graph, registry, list(targets)))
             quiet, events = True, None
     cache_type = launch.ReadOnlyCache if follower else Cache
+    root = Path(output_root) if output_root else Path.cwd() if graph.image else None
     try:
         executor = Executor(
             registry, cache_type(enabled=not no_cache), device=device, precision=precision,
-            fail_fast=fail_fast, engine=engine,
+            fail_fast=fail_fast, output_root=root, engine=engine,
             ray=RayOptions(ray_address, ray_workers, ray_gpus_per_worker),
         )  # fmt: skip
     except DeviceError as exc:
@@ -223,7 +233,7 @@ def run(
     if follower:
         sys.exit(0 if result.ok or result.cancelled else EXIT_FAILED)
     if events is None:
-        print_results(graph, registry, result, quiet=quiet)
+        print_results(graph, registry, result, quiet=quiet, skipped=view.skipped)
     if result.cancelled:
         click.secho("cancelled; no partial output files were left behind", err=True, fg="yellow")
         sys.exit(EXIT_CANCELLED)
@@ -297,10 +307,24 @@ def plugins(as_json: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def models(as_json: bool) -> None:
-    """List the checkpoints shipped with nodeflow: load_model takes their names."""
-    from nodeflow.cli_help import model_table, shipped_models
+@click.option("--file", "checkpoint", metavar="PATH",
+              help="Say what one checkpoint is (a file, or a shipped model's name).")  # fmt: skip
+def models(as_json: bool, checkpoint: str | None) -> None:
+    """List the checkpoints shipped with nodeflow: load_model takes their names.
 
+    With --file, load one checkpoint (nodeflow's, the pix2pix/CycleGAN reference's, or a
+    community file through the nodeflow-spandrel plugin) and say what it is: architecture,
+    task, scale, channels, parameters, size rules, precisions and licence where known.
+    """
+    from nodeflow.cli_help import checkpoint_report, checkpoint_text, model_table, shipped_models
+
+    if checkpoint is not None:
+        try:
+            report = checkpoint_report(checkpoint, _registry())
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(json.dumps(report, indent=2) if as_json else checkpoint_text(report))
+        return
     found = shipped_models()
     if as_json:
         click.echo(json.dumps(found, indent=2))
@@ -310,21 +334,83 @@ def models(as_json: bool) -> None:
         model_table(found)
 
 
+@main.command("graph-of")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the graph to this .toml or .json file instead of printing it.")  # fmt: skip
+def graph_of(image: str, output: str | None) -> None:
+    """Print the graph that made IMAGE (a PNG or TIFF written by save_images), as TOML."""
+    from nodeflow.graph import Graph, GraphFileError
+
+    try:
+        graph = Graph.from_image(Path(image))
+    except GraphFileError as exc:
+        _print_problems(image, exc.problems)
+        sys.exit(EXIT_INVALID)
+    if output is None:
+        click.echo(graph.to_toml(), nl=False)
+        return
+    if Path(output).suffix.lower() not in (".toml", ".json"):
+        raise click.UsageError(f"name the graph file .toml or .json, not {output!r}")
+    graph.save(output)
+    click.echo(f"wrote the graph of {image} to {output}")
+
+
 @main.command()
 @click.argument("graph_file", required=False, type=click.Path(dir_okay=False))
-def edit(graph_file: str | None) -> None:
-    """Edit and run GRAPH_FILE in the terminal UI (a new graph if it is not given or not there)."""
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")  # fmt: skip
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+              show_default=True, help="Compute precision (autocast below fp32).")  # fmt: skip
+def edit(graph_file: str | None, device: str, precision: str) -> None:
+    """Edit and run GRAPH_FILE in the terminal UI (a new graph if it is not given or not there).
+
+    GRAPH_FILE may be a PNG or TIFF written by save_images: its graph opens unsaved, and
+    its runs write only under the current folder.
+    """
     from pathlib import Path
 
+    from nodeflow.engine.device import DeviceError, resolve_device
     from nodeflow.graph import GraphFileError
     from nodeflow.tui.app import NodeflowApp
 
     try:
-        app = NodeflowApp(Path(graph_file) if graph_file else None)
+        resolve_device(device)
+    except DeviceError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        app = NodeflowApp(
+            Path(graph_file) if graph_file else None, device=device, precision=precision
+        )
     except GraphFileError as exc:
         _print_problems(graph_file or "", exc.problems)
         sys.exit(EXIT_INVALID)
     app.run()
+
+
+@main.command("export-python")
+@click.argument("graph_file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Write the script to this file (default: print it).")  # fmt: skip
+def export_python(graph_file: str, output: str | None) -> None:
+    """Write GRAPH_FILE as a Python script that builds it with nodeflow.Graph and runs it."""
+    from nodeflow.atomic import write_text_atomic
+    from nodeflow.builder import to_script
+
+    registry = _registry()
+    graph = _load(graph_file, registry)
+    problems = graph.validate(registry)
+    if problems:
+        _print_problems(graph_file, problems)
+        sys.exit(EXIT_INVALID)
+    script = to_script(graph, registry)
+    if output is None:
+        click.echo(script, nl=False)
+        return
+    from pathlib import Path
+
+    write_text_atomic(Path(output), script)
+    click.echo(f"wrote {output}", err=True)
 
 
 @main.group()
@@ -383,8 +469,6 @@ def plugin_new(name: str, folder: str | None) -> None:
 
     It installs as it is (pip install -e DIR) and passes its own test (pytest DIR).
     """
-    from pathlib import Path
-
     from nodeflow.scaffold import new_plugin
 
     try:

@@ -1,15 +1,30 @@
-"""`nodeflow nodes` and `nodeflow plugins` output for people."""
+"""`nodeflow nodes`, `nodeflow plugins` and `nodeflow models` output for people."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 
 from nodeflow.node import NodeType
 from nodeflow.registry import Registry
+
+SHIPPED_LICENCE = "shipped with nodeflow, under nodeflow's MIT licence"
+
+
+def _print(*renderables: Any) -> None:
+    """Print to the terminal at its width; piped, each row on one line, however long."""
+    console = Console()
+    if console.is_terminal:
+        console.print(*renderables)
+        return
+    wide = Console(width=100_000, no_color=True)
+    with wide.capture() as captured:
+        wide.print(*renderables)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def node_table(registry: Registry) -> None:
@@ -24,9 +39,9 @@ def node_table(registry: Registry) -> None:
         )
         outputs = ", ".join(f"{n}:{o.type.name}" for n, o in node_type.outputs.items())
         table.add_row(type_id, inputs or "-", outputs or "-", node_type.summary)
-    Console().print(table)
-    Console().print(
-        "\n[dim]? marks an optional input. `nodeflow nodes NAME` shows one node's params and doc.[/]"
+    _print(
+        table,
+        "\n[dim]? marks an optional input. `nodeflow nodes NAME` shows one node's params and doc.[/]",
     )
 
 
@@ -56,7 +71,6 @@ def node_detail(node_type: NodeType) -> str:
 
 
 def plugin_table(registry: Registry) -> None:
-    console = Console()
     table = Table(box=None, header_style="bold")
     table.add_column("plugin")
     table.add_column("version")
@@ -71,9 +85,13 @@ def plugin_table(registry: Registry) -> None:
             parts.append(f"{len(record.architectures)} architectures")
         if record.types:
             parts.append(f"{len(record.types)} types")
-        status = "[red]" + "; ".join(record.errors) + "[/]" if record.errors else "[green]ok[/]"
+        status = "[green]ok[/]"
+        if record.disabled:
+            status = "[yellow]disabled by NODEFLOW_DISABLE_PLUGINS[/]"
+        elif record.errors:
+            status = "[red]" + "; ".join(record.errors) + "[/]"
         table.add_row(record.name, record.version, record.source, ", ".join(parts) or "-", status)
-    console.print(table)
+    _print(table)
 
 
 def shipped_models() -> list[dict[str, Any]]:
@@ -102,8 +120,13 @@ def what_it_does(entry: dict[str, Any]) -> str:
     if task == "denoise":
         sigma = extra.get("sigma")
         return "removes Gaussian noise" + (f" of sigma {sigma:g}" if sigma else "")
-    if task == "superres":
-        return f"enlarges images {entry.get('scale', '?')} times"
+    if task in ("superres", "face-superres"):
+        faces = "faces in " if task == "face-superres" else ""
+        return f"enlarges {faces}images {entry.get('scale', '?')} times"
+    if task == "restore":
+        return "restores images (noise, blur or compression artefacts, as it was trained)"
+    if task == "inpaint":
+        return "fills masked regions (inpainting)"
     if task == "edges2photo":
         return "turns edge maps into photos"
     if task == "autoencode":
@@ -136,3 +159,73 @@ def model_table(found: list[dict[str, Any]]) -> None:
             f"{entry['bytes'] / 1e6:.1f} MB",
         )
     Console().print(table)
+
+
+def checkpoint_report(name: str, registry: Registry) -> dict[str, Any]:
+    """What the checkpoint `name` (a path or a shipped model's name) is, as plain data."""
+    from nodeflow.models.checkpoint import SHIPPED_FOLDER, load_model
+    from nodeflow.models.file_kind import file_kind
+    from nodeflow.nodes.models import resolve_checkpoint
+
+    path = resolve_checkpoint(name)
+    model = load_model(path, registry)
+    info = model.info
+    entry = info.to_metadata()
+    shipped = path.resolve().parent == SHIPPED_FOLDER
+    return {
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "format": file_kind(path) or "unknown",
+        "architecture": info.hparams.get("architecture", info.arch),
+        "nodeflow_arch": info.arch,
+        "plugin": _plugin_name(registry, registry.architectures[info.arch].plugin),
+        "description": what_it_does(entry),
+        "parameters": sum(p.numel() for p in model.net.parameters()),
+        "licence": SHIPPED_LICENCE if shipped else info.extra.get("licence", ""),
+        **entry,
+    }
+
+
+def checkpoint_text(report: dict[str, Any]) -> str:
+    """`checkpoint_report` as aligned lines for a terminal."""
+    precisions = (
+        ["fp32"] + ["fp16"] * report["supports_half"] + ["bf16"] * report["supports_bfloat16"]
+    )
+    low, high = report["value_range"]
+    hparams = {k: v for k, v in report["hparams"].items() if k != "architecture"}
+    architecture = report["architecture"]
+    if architecture != report["nodeflow_arch"]:
+        architecture += f" (nodeflow architecture {report['nodeflow_arch']})"
+    rows = [
+        ("file", f"{report['path']} ({report['bytes'] / 1e6:.1f} MB, {report['format']})"),
+        ("architecture", f"{architecture}, from {report['plugin']}"),
+        ("settings", ", ".join(f"{k}={_setting(v)}" for k, v in hparams.items()) or "-"),
+        ("what it does", f"{report['purpose']}: {report['description']}"),
+        ("scale", f"{report['scale']}x"),
+        ("channels", f"{report['in_channels']} in, {report['out_channels']} out"),
+        ("parameters", f"{report['parameters']:,}"),
+        ("image sizes", _size_rule(report["size_multiple"], report["min_size"])),
+        ("tiling", "yes, for large images" if report["tiling"] else "no: sees each image whole"),
+        ("precisions", ", ".join(precisions)),
+        ("value range", f"{low:g} to {high:g}"),
+        ("licence", report["licence"] or "not recorded: ask whoever trained it"),
+    ]
+    return "\n".join(f"{label:<13} {value}" for label, value in rows)
+
+
+def _plugin_name(registry: Registry, plugin: str) -> str:
+    record = registry.plugins.get(plugin)
+    return "nodeflow itself" if record is not None and record.builtin else f"plugin {plugin}"
+
+
+def _setting(value: Any) -> str:
+    return "/".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _size_rule(multiple: int, minimum: int) -> str:
+    rules = []
+    if multiple > 1:
+        rules.append(f"padded to a multiple of {multiple}")
+    if minimum > 1:
+        rules.append(f"at least {minimum}x{minimum}")
+    return "any" + (f" ({', '.join(rules)})" if rules else "")

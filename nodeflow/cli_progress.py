@@ -66,7 +66,7 @@ class ProgressView:
         self.tasks: dict[str, TaskID] = {}
         self.types: dict[str, str] = {}
         self.counts: dict[str, tuple[int, int | None]] = {}
-        self.skipped_items = 0
+        self.skipped: dict[str, int] = {}  # items (files) each node skipped
 
     def __enter__(self) -> ProgressView:
         self.progress.start()
@@ -111,7 +111,7 @@ class ProgressView:
                 else:
                     self.console.print(f"[dim]✗ {node} {type_id}: {message}[/]")
             case ItemError(node=node, item=item, message=message):
-                self.skipped_items += 1
+                self.skipped[node] = self.skipped.get(node, 0) + 1
                 self.console.print(
                     f"[yellow]! {node}: skipped {item}: {message}[/]", highlight=False
                 )
@@ -119,8 +119,18 @@ class ProgressView:
                 self.console.print(f"[yellow]! {message}[/]", highlight=False)
 
 
-def print_results(graph: Graph, registry: Registry, result: RunResult, quiet: bool = False) -> None:
-    """Scalar outputs of the output nodes (metrics and the like), then a one-line verdict."""
+def print_results(
+    graph: Graph,
+    registry: Registry,
+    result: RunResult,
+    quiet: bool = False,
+    skipped: dict[str, int] | None = None,
+) -> None:
+    """Scalar outputs of the output nodes (metrics and the like), skipped items, a verdict.
+
+    `skipped` counts the items (files) each node skipped. The verdict counts the nodes not
+    run because a node upstream failed apart from the nodes that failed themselves.
+    """
     console = Console()
     for node_id, outputs in result.outputs.items():
         node_type = registry.nodes[graph.nodes[node_id].type]
@@ -131,7 +141,16 @@ def print_results(graph: Graph, registry: Registry, result: RunResult, quiet: bo
                 shown = f"{value:.4f}" if isinstance(value, float) else str(value)
                 console.print(f"{node_id}.{name} = [bold]{shown}[/]")
     err = Console(stderr=True)
+    for node_id, count in (skipped or {}).items():
+        err.print(
+            f"[yellow]{node_id}: skipped {count} item{'s' if count != 1 else ''}[/] (named above)"
+        )
+    failed = [node for node in result.failed if node not in result.skipped]
+    not_run = [node for node in result.failed if node in result.skipped]
     if result.failed:
-        err.print(f"[red]{len(result.failed)} node(s) failed:[/] {', '.join(result.failed)}")
+        verdict = f"[red]{len(failed)} node(s) failed:[/] {', '.join(failed)}"
+        if not_run:
+            verdict += f"; {len(not_run)} skipped after them: {', '.join(not_run)}"
+        err.print(verdict)
     elif not quiet and not result.cancelled:
         err.print(f"[green]done[/] in {result.seconds:.2f}s")

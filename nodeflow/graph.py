@@ -16,10 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tomli_w
-
 from nodeflow import dag
-from nodeflow.atomic import write_text_atomic
 from nodeflow.registry import Registry
 
 if TYPE_CHECKING:
@@ -27,8 +24,13 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+NODE_ID_RULE = "a node id starts with a letter or _ and holds only letters, digits, _ and -"
+NODE_HEADER = re.compile(r'^\s*\[\s*nodes\s*\.\s*(?:"([^"]+)"|([^".\]\s]+))\s*(\.[^\]]*)?\]')
+"""A TOML table header of a node, `[nodes.<id>]` or `[nodes.<id>.<sub-table>]`: the id is
+group 1 (quoted) or 2 (bare)."""
 _TOP_KEYS = {"version", "nodes", "ui"}
 _NODE_KEYS = {"type", "params", "inputs"}
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class NodeSpec:
     type: str
     params: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Link] = field(default_factory=dict)
+    comment: str = ""
+    """The comment lines written right above the node's table in a TOML file, without `#`."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,17 @@ class Problem:
 
     def to_json(self) -> dict[str, Any]:
         return {"node": self.node, "field": self.field, "line": self.line, "message": self.message}
+
+
+class FileChangedError(Exception):
+    """The graph's file changed on disk since it was read; saving would lose that change."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(
+            f"{path} changed on disk since it was opened; save again to overwrite it, "
+            "or save under another name"
+        )
 
 
 class GraphFileError(Exception):
@@ -117,12 +132,21 @@ class GraphFileError(Exception):
 
 @dataclass
 class Graph:
-    """Nodes by id, the editor's `ui` table, and where the graph was read from."""
+    """Nodes by id, the editor's `ui` table, and where the graph was read from.
+
+    A graph taken from an image has no `path` (it is saved only to a file given anew) and
+    remembers the `image`; its relative paths resolve against the current folder.
+    """
 
     nodes: dict[str, NodeSpec] = field(default_factory=dict)
     ui: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     text: str | None = field(default=None, repr=False)
+    """The text the graph was read from, while it still matches (for problems' line numbers)."""
+    image: Path | None = None
+    file_text: str | None = field(default=None, repr=False)
+    """The text of `path` when it was last read or written: saving edits it in place, and
+    refuses to overwrite the file if it has changed since."""
 
     @property
     def base_dir(self) -> Path:
@@ -137,7 +161,10 @@ class Graph:
 
     @classmethod
     def load(cls, path: str | Path) -> Graph:
+        """A graph file, or the graph a PNG or TIFF written by nodeflow carries."""
         path = Path(path)
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return cls.from_image(path)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -145,6 +172,34 @@ class Graph:
         except (OSError, UnicodeDecodeError) as exc:
             raise GraphFileError(path, [Problem(f"cannot read the file: {exc}")]) from None
         return cls.parse(text, path=path)
+
+    @classmethod
+    def from_image(cls, path: Path) -> Graph:
+        """The graph that made an image (save_images keeps it in PNG and TIFF files)."""
+        from nodeflow.files.encode import graph_in_image
+
+        try:
+            text = graph_in_image(path)
+        except FileNotFoundError:
+            raise GraphFileError(path, [Problem("no such file")]) from None
+        except (OSError, ValueError) as exc:  # Pillow refuses oversized text chunks
+            raise GraphFileError(path, [Problem(f"cannot read the image: {exc}")]) from None
+        if text is None:
+            raise GraphFileError(
+                path,
+                [
+                    Problem(
+                        "this image carries no nodeflow graph (the PNG and TIFF files "
+                        "save_images writes carry the graph that made them)"
+                    )
+                ],
+            )
+        try:
+            graph = cls.parse(text, fmt="json")
+        except GraphFileError as exc:
+            raise GraphFileError(path, exc.problems, exc.graph) from None
+        graph.image = path
+        return graph
 
     @classmethod
     def parse(cls, text: str, path: Path | None = None, fmt: str | None = None) -> Graph:
@@ -159,7 +214,15 @@ class Graph:
             raise GraphFileError(path, [_toml_problem(exc)]) from None
         except (RecursionError, ValueError) as exc:
             raise GraphFileError(path, [Problem(f"cannot parse the file: {exc}")]) from None
-        graph = cls.from_dict(data, path=path, text=text)
+        try:
+            graph = cls.from_dict(data, path=path, text=text)
+        except GraphFileError as exc:
+            if exc.graph is not None:
+                exc.graph.file_text = text
+                _read_comments(exc.graph, text, fmt)
+            raise
+        graph.file_text = text
+        _read_comments(graph, text, fmt)
         return graph
 
     @classmethod
@@ -217,32 +280,45 @@ class Graph:
 
     def to_toml(self) -> str:
         """TOML in the hand-written style: one table per node, params and inputs inline."""
-        lines = [f"version = {FORMAT_VERSION}"]
-        for spec in self.nodes.values():
-            lines += ["", f"[nodes.{_toml_key(spec.id)}]", f"type = {_toml_value(spec.type)}"]
-            params = {k: v for k, v in spec.params.items() if v is not None}
-            if params:
-                lines.append(f"params = {_inline_table(params)}")
-            if spec.inputs:
-                links = {name: str(link) for name, link in spec.inputs.items()}
-                lines.append(f"inputs = {_inline_table(links)}")
-        ui = _without_none(self.ui)
-        if ui:
-            lines += ["", tomli_w.dumps({"ui": ui}).rstrip()]
-        return "\n".join(lines) + "\n"
+        from nodeflow.graph_writer import new_toml  # the writer builds on this module
+
+        return new_toml(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write the graph atomically, TOML or JSON by the file's suffix."""
+    def save(self, path: str | Path | None = None, overwrite: bool = False) -> Path:
+        """Write the graph atomically, TOML or JSON by the file's suffix.
+
+        A TOML file the graph was read from is edited in place (its comments and layout
+        stay; see `nodeflow.graph_writer`). Raises `FileChangedError` rather than overwrite
+        the graph's own file when it changed on disk since it was read, unless `overwrite`.
+        """
+        from nodeflow.graph_writer import write_graph
+
         target = Path(path) if path else self.path
         if target is None:
             raise ValueError("the graph has no file yet: give a path to save it to")
-        text = self.to_json() if target.suffix.lower() == ".json" else self.to_toml()
-        write_text_atomic(target, text)
-        self.path, self.text = target, text
+        if not overwrite and self.changed_on_disk(target):
+            raise FileChangedError(target)
+        self.file_text = write_graph(self, target, self.file_text)
+        self.path, self.text = target, self.file_text
         return target
+
+    def changed_on_disk(self, target: Path | None = None) -> bool:
+        """Whether `target` (by default the graph's file) is the file the graph was read from
+        and now holds something else."""
+        target = target or self.path
+        if target is None or self.path is None or self.file_text is None:
+            return False
+        if target.resolve() != self.path.resolve():
+            return False
+        try:
+            return target.read_text(encoding="utf-8") != self.file_text
+        except FileNotFoundError:
+            return False
+        except (OSError, UnicodeDecodeError):
+            return True
 
     # -- editing -------------------------------------------------------------------------
 
@@ -281,8 +357,14 @@ class Graph:
 
     # -- validation ----------------------------------------------------------------------
 
+    def check_node(self, spec: NodeSpec, registry: Registry) -> list[Problem]:
+        """The problems of one node (type, params, inputs and their links) in this graph."""
+        return _check_node(self, spec, registry, _Locator(self.text))
+
     def validate(self, registry: Registry) -> list[Problem]:
         """Every problem of the graph against the registered node types, in one pass."""
+        from nodeflow.files.conflicts import write_conflicts
+
         locate = _Locator(self.text)
         problems: list[Problem] = []
         for spec in self.nodes.values():
@@ -297,6 +379,7 @@ class Graph:
                 path = " -> ".join([*cycle, cycle[0]])
                 message = f"the links form a cycle: {path}; a graph must flow one way"
             problems.append(Problem(message, node=cycle[0], line=locate.node(cycle[0])))
+        problems += write_conflicts(self, registry)
         return problems
 
 
@@ -306,6 +389,22 @@ def parse_literal(raw: str) -> Any:
         return tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         return raw.strip()
+
+
+def _read_comments(graph: Graph, text: str, fmt: str) -> None:
+    """Give each node the comment lines written right above its table (TOML only)."""
+    if fmt != "toml":
+        return
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        match = NODE_HEADER.match(line)
+        spec = graph.nodes.get((match[1] or match[2]) if match else "")
+        if spec is None or match[3] or spec.comment:
+            continue
+        first = index
+        while first > 0 and lines[first - 1].lstrip().startswith("#"):
+            first -= 1
+        spec.comment = "\n".join(re.sub(r"^\s*# ?", "", c) for c in lines[first:index])
 
 
 def _read_node(
@@ -319,7 +418,7 @@ def _read_node(
         problems.append(Problem(message, node_id, field, found or line))
 
     if not NODE_ID.match(node_id):
-        problem("a node id starts with a letter or _ and holds only letters, digits, _ and -")
+        problem(NODE_ID_RULE)
     if not isinstance(raw, dict):
         problem("a node must be a table with `type`, and optionally `params` and `inputs`")
         return None
@@ -360,11 +459,7 @@ def _check_node(
 
     node_type = registry.node_type(spec.type)
     if node_type is None:
-        close = registry.close_matches(spec.type)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        problem(
-            f"unknown node type {spec.type!r}{hint} (`nodeflow nodes` lists them)", "type", "type"
-        )
+        problem(_unknown_type(spec.type, registry), "type", "type")
         return problems
 
     for name, value in spec.params.items():
@@ -421,6 +516,30 @@ def _check_node(
     return problems
 
 
+def _unknown_type(type_id: str, registry: Registry) -> str:
+    """Why `type_id` is unknown: its plugin failed or is disabled, or a typo (closest names)."""
+    plugin = registry.plugins.get(type_id.partition(".")[0]) if "." in type_id else None
+    if plugin is not None and plugin.disabled:
+        return (
+            f"unknown node type {type_id!r}: its plugin {plugin.name!r} is disabled by "
+            "NODEFLOW_DISABLE_PLUGINS"
+        )
+    if plugin is not None and plugin.errors:
+        return (
+            f"unknown node type {type_id!r}: its plugin {plugin.name!r} ({plugin.source}) "
+            f"reported: {'; '.join(plugin.errors)} (`nodeflow plugins` shows every plugin)"
+        )
+    close = registry.close_matches(type_id)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    prefix = type_id.partition(".")[0]
+    if "." in type_id and plugin is None and not close:
+        return (
+            f"unknown node type {type_id!r}: no plugin {prefix!r} is loaded; install it, or "
+            "name its folder in NODEFLOW_PLUGIN_PATH (`nodeflow plugins` lists the loaded ones)"
+        )
+    return f"unknown node type {type_id!r}{hint} (`nodeflow nodes` lists them)"
+
+
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
     names = ", ".join(known) or "none"
     return f"unknown {kind}{_did_you_mean(name, list(known))} ({kind}s of this node: {names})"
@@ -438,28 +557,6 @@ def _toml_problem(exc: tomllib.TOMLDecodeError) -> Problem:
         message = message[: match.start()].strip()
         return Problem(f"not valid TOML: {message} (column {match[2]})", line=int(match[1]))
     return Problem(f"not valid TOML: {message}")
-
-
-def _toml_key(key: str) -> str:
-    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else _toml_value(key)
-
-
-def _without_none(value: Any) -> Any:
-    """TOML has no null: drop None values (an unset optional param is the same as absent)."""
-    if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_none(v) for v in value if v is not None]
-    return value
-
-
-def _toml_value(value: Any) -> str:
-    return tomli_w.dumps({"v": value}).partition("=")[2].strip()
-
-
-def _inline_table(values: dict[str, Any]) -> str:
-    items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items())
-    return "{ " + items + " }"
 
 
 class _Locator:
@@ -490,11 +587,10 @@ class _Locator:
     def _span(self, node_id: str) -> tuple[int, int] | None:
         if self._sections is None:
             self._sections = {}
-            header = re.compile(r'^\s*\[\s*nodes\s*\.\s*(?:"([^"]+)"|([^".\]\s]+))\s*(\.[^\]]*)?\]')
             json_key = re.compile(r'^\s*"([^"]+)"\s*:\s*\{')
             starts: list[tuple[str, int]] = []
             for i, line in enumerate(self.lines):
-                match = header.match(line)
+                match = NODE_HEADER.match(line)
                 name = (match[1] or match[2]) if match else None
                 if name is None and (match := json_key.match(line)):
                     name = match[1] if match[1] not in _NODE_KEYS | _TOP_KEYS else None

@@ -26,5 +26,5 @@ def contact_sheet(tiles: torch.Tensor, columns: int, padding: int) -> torch.Tens
 def as_float(images: torch.Tensor) -> torch.Tensor:
     """8-bit pixels (0..255) as float32 in [0, 1]; float images as they are."""
     if images.dtype == torch.uint8:
-        return images.to(torch.float32).div_(255.0)
+        return images.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
     return images

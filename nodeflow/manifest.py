@@ -106,6 +106,9 @@ def _node_to_json(node_type: NodeType) -> dict[str, Any]:
     data["output_node"] = node_type.output_node
     data["persist"] = node_type.persist
     data["inference"] = node_type.inference
+    data["writes"] = node_type.writes
+    data["names"] = list(node_type.names)
+    data["reads"] = list(node_type.reads)
     for name, socket in node_type.inputs.items():
         data["inputs"][name]["uint8"] = socket.uint8
     for name, param in node_type.params.items():
@@ -114,7 +117,7 @@ def _node_to_json(node_type: NodeType) -> dict[str, Any]:
 
 
 def from_manifest(data: dict[str, Any]) -> Registry:
-    registry = Registry()
+    registry = Registry(described=True)
     for entry in data["types"]:
         registry.types[entry["name"]] = SocketType(entry["name"], entry["doc"], entry["streamed"])
     for entry in data["nodes"]:
@@ -161,6 +164,9 @@ def _node_from_json(entry: dict[str, Any], types: dict[str, SocketType]) -> Node
         output_node=entry["output_node"],
         persist=entry["persist"],
         inference=entry["inference"],
+        writes=entry["writes"],
+        names=tuple(entry["names"]),
+        reads=tuple(entry["reads"]),
         plugin=entry["plugin"],
     )
 

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path as FilePath
 from typing import Any, Literal
 
 from nodeflow.types import SocketType
@@ -88,6 +90,17 @@ class Param:
             if self.max is not None and v > self.max:
                 return f"{v} is above the maximum {_fmt(self.max)}"
         return None
+
+    def coerce(self, value: Any, base_dir: FilePath) -> Any:
+        """The value a node function receives for this param.
+
+        A path param arrives as a `pathlib.Path`, a relative one resolved against
+        `base_dir` (the graph file's folder) and `~` expanded; other kinds as they are.
+        """
+        if self.kind != "path" or not isinstance(value, str | os.PathLike):
+            return value
+        path = FilePath(value).expanduser()
+        return path if path.is_absolute() else base_dir / path
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind, "required": self.required, "help": self.help}
@@ -186,7 +199,8 @@ def Str(default: Any = _REQUIRED, *, help: str = "") -> Param:
 
 
 def Path(default: Any = _REQUIRED, *, help: str = "") -> Param:
-    """A file or folder param; relative paths resolve against the graph file's folder."""
+    """A file or folder param; the function gets a `pathlib.Path`, a relative one resolved
+    against the graph file's folder."""
     return Param("path", default, help=help)
 
 
@@ -208,20 +222,37 @@ class Input:
     Images read from files travel as 8-bit pixels until a node needs floats: an image input
     receives float32 in [0, 1] unless it says `uint8=True`, in which case it may also get
     uint8 B x C x H x W tensors (0..255) as they were decoded, and must handle both.
+
+    `type` is a `SocketType` or the name of a registered one (`Input("Image")`), which is
+    looked up when the plugin's node is registered.
     """
 
-    type: SocketType
+    type: SocketType | str
     optional: bool = False
     help: str = ""
     uint8: bool = False
 
+    def __post_init__(self) -> None:
+        _check_socket_type("Input", self.type)
+
 
 @dataclass(frozen=True)
 class Output:
-    """A typed output socket."""
+    """A typed output socket; `type` is a `SocketType` or a registered type's name."""
 
-    type: SocketType
+    type: SocketType | str
     help: str = ""
+
+    def __post_init__(self) -> None:
+        _check_socket_type("Output", self.type)
+
+
+def _check_socket_type(socket: str, type_: Any) -> None:
+    if not isinstance(type_, SocketType | str):
+        raise TypeError(
+            f"{socket}() takes a socket type (IMAGE, MODEL, ... from nodeflow.api) or a "
+            f'registered type\'s name such as "Image", got {type_!r}'
+        )
 
 
 @dataclass(frozen=True)
@@ -234,14 +265,55 @@ class NodeType:
     outputs: dict[str, Output]
     params: dict[str, Param]
     doc: str
-    mode: Mode
+    mode: Mode | None  # None until registration when sockets name their types as text
     version: int = 1
     output_node: bool = False
     persist: bool = False
     fingerprint: Callable[[dict[str, Any]], str] | None = None
     inference: bool = True
     wants_ctx: bool = False
+    writes: dict[str, str] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
     plugin: str = field(default="", compare=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function the node wraps, as it is (for unit tests and scripts)."""
+        return self.fn(*args, **kwargs)
+
+    @property
+    def where(self) -> str:
+        """The file and line the node's function is defined at, for error messages."""
+        code = getattr(self.fn, "__code__", None)
+        return f"{FilePath(code.co_filename).name}:{code.co_firstlineno}" if code else "?"
+
+    def with_types(self, types: Mapping[str, SocketType]) -> NodeType:
+        """This node with socket types given by name looked up in `types`.
+
+        The mode is inferred here when the decorator could not (it had only names).
+        Raises ValueError naming the node, its file and the unknown type names.
+        """
+        unknown = sorted(
+            {s.type for s in [*self.inputs.values(), *self.outputs.values()]
+             if isinstance(s.type, str) and s.type not in types}
+        )  # fmt: skip
+        if unknown:
+            known = ", ".join(sorted(types))
+            raise ValueError(
+                f"node {self.id!r} ({self.where}) names socket type(s) "
+                f"{', '.join(map(repr, unknown))}, which no plugin registers; use a "
+                f"registered type (IMAGE from nodeflow.api, or one of: {known})"
+            )
+
+        def resolved(socket: Input | Output) -> Input | Output:
+            if isinstance(socket.type, str):
+                return replace(socket, type=types[socket.type])
+            return socket
+
+        inputs = {name: resolved(i) for name, i in self.inputs.items()}
+        outputs = {name: resolved(o) for name, o in self.outputs.items()}
+        mode = self.mode or _infer_mode(inputs, outputs)
+        return replace(self, inputs=inputs, outputs=outputs, mode=mode)
 
     @property
     def summary(self) -> str:
@@ -266,6 +338,14 @@ class NodeType:
         }
 
 
+def _inferred_mode(inputs: dict[str, Input], outputs: dict[str, Output]) -> Mode | None:
+    """The mode the sockets imply, or None while some name their type as text."""
+    sockets = [*inputs.values(), *outputs.values()]
+    if any(isinstance(s.type, str) for s in sockets):
+        return None
+    return _infer_mode(inputs, outputs)
+
+
 def _infer_mode(inputs: dict[str, Input], outputs: dict[str, Output]) -> Mode:
     streamed_in = any(i.type.streamed for i in inputs.values())
     streamed_out = any(o.type.streamed for o in outputs.values())
@@ -288,6 +368,9 @@ def node(
     persist: bool = False,
     fingerprint: Callable[[dict[str, Any]], str] | None = None,
     inference: bool = True,
+    writes: dict[str, str] | None = None,
+    names: tuple[str, ...] = (),
+    reads: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], NodeType]:
     """Declare a node type from a function; see the module docstring.
 
@@ -296,6 +379,12 @@ def node(
     the disk cache across processes. `fingerprint(params)` describes external state a
     source reads (file sizes and times) so the cache sees it change. `inference=False` is
     for nodes that train: they run with autograd on instead of under inference mode.
+    `writes` names the path params a node writes to, each "folder" or "file"; `names` the
+    params that choose its file names inside such a folder; `reads` the path params of
+    image files it reads. Validation refuses two nodes writing one file, two nodes of a
+    type writing into one folder with the same `names` values, and a folder written where
+    the run reads images unless the writer's `allow_input_folder` is true (see
+    `nodeflow.files.conflicts`).
     """
     inputs = inputs or {}
     outputs = outputs or {}
@@ -307,6 +396,9 @@ def node(
             raise ValueError(f"node {id!r}: {sorted(clash)} named both as input and param")
         if not (fn.__doc__ or "").strip():
             raise ValueError(f"node {id!r}: give the function a docstring; it is the node's help")
+        undeclared = (set(writes or {}) | set(names) | set(reads)) - set(params)
+        if undeclared:
+            raise ValueError(f"node {id!r}: writes/reads name {sorted(undeclared)}, not params")
         signature = inspect.signature(fn)
         wanted = set(inputs) | set(params)
         missing = wanted - set(signature.parameters)
@@ -319,13 +411,16 @@ def node(
             outputs=dict(outputs),
             params=dict(params),
             doc=inspect.cleandoc(fn.__doc__ or ""),
-            mode=mode or _infer_mode(inputs, outputs),
+            mode=mode or _inferred_mode(inputs, outputs),
             version=version,
             output_node=output_node,
             persist=persist,
             fingerprint=fingerprint,
             inference=inference,
             wants_ctx="ctx" in signature.parameters,
+            writes=dict(writes or {}),
+            names=tuple(names),
+            reads=tuple(reads),
         )
 
     return declare

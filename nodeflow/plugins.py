@@ -1,6 +1,6 @@
 """Plugin hooks and plugin loading.
 
-The whole plugin contract is the three hook specs below. Plugins come from three places,
+The whole plugin contract is the three hook specs in `nodeflow.hooks`. Plugins come from three places,
 loaded in this order: nodeflow's built-in node modules (registered exactly like any other
 plugin), distributions with an entry point in group `nodeflow`, and the modules in the
 folders named by `NODEFLOW_PLUGIN_PATH`. `NODEFLOW_DISABLE_PLUGINS=a,b` skips plugins by
@@ -23,11 +23,10 @@ from typing import Any
 
 import pluggy
 
+from nodeflow.hooks import PROJECT, HookSpecs, hookimpl
 from nodeflow.registry import PluginRecord, RegistrationError, Registry
 
-PROJECT = "nodeflow"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+__all__ = ["BUILTIN_PLUGINS", "build_registry", "hookimpl", "load_registry", "reset_registry"]
 
 BUILTIN_PLUGINS = (
     "nodeflow.nodes.builtin_types",
@@ -39,22 +38,6 @@ BUILTIN_PLUGINS = (
     "nodeflow.nodes.models",
     "nodeflow.nodes.training",
 )
-
-
-class HookSpecs:
-    """The hooks a plugin may implement. Each takes a `register` callback."""
-
-    @hookspec
-    def register_types(self, register: Callable[[Any], None]) -> None:
-        """Register socket types: call `register(SocketType(...))` for each."""
-
-    @hookspec
-    def register_nodes(self, register: Callable[[Any], None]) -> None:
-        """Register node types: call `register(node_type)` for each `@node` function."""
-
-    @hookspec
-    def register_architectures(self, register: Callable[[Any], None]) -> None:
-        """Register model architectures: call `register(Architecture(...))` for each."""
 
 
 _HOOKS: tuple[tuple[str, str], ...] = (
@@ -145,6 +128,8 @@ def build_registry() -> Registry:
     broken: set[str] = set()  # plugins whose hook raised: their later hooks are skipped
     for record, load in candidates:
         if record.name in disabled and not record.builtin:
+            record.disabled = True
+            registry.plugins.setdefault(record.name, record)
             continue
         if record.name in registry.plugins:
             first = registry.plugins[record.name].source

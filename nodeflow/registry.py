@@ -22,7 +22,9 @@ class Architecture:
 
     `detect(state_dict)` answers whether the tensors have this architecture's layout;
     `build(state_dict, metadata)` returns a loaded model (with its hyperparameters read
-    from the metadata or, for a bare state dict, from the tensor shapes).
+    from the metadata or, for a bare state dict, from the tensor shapes). A `fallback`
+    architecture (a catch-all detector such as spandrel's) is asked only after every
+    other architecture has declined the tensors.
     """
 
     id: str
@@ -30,6 +32,7 @@ class Architecture:
     build: Callable[[dict[str, Any], dict[str, str]], Any]
     doc: str = ""
     plugin: str = field(default="", compare=False)
+    fallback: bool = False
 
 
 @dataclass
@@ -44,6 +47,7 @@ class PluginRecord:
     types: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     builtin: bool = False
+    disabled: bool = False  # named in NODEFLOW_DISABLE_PLUGINS: found, not loaded
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +55,7 @@ class PluginRecord:
             "source": self.source,
             "version": self.version,
             "builtin": self.builtin,
+            "disabled": self.disabled,
             "nodes": self.nodes,
             "architectures": self.architectures,
             "types": self.types,
@@ -70,6 +75,8 @@ class Registry:
     architectures: dict[str, Architecture] = field(default_factory=dict)
     types: dict[str, SocketType] = field(default_factory=dict)
     plugins: dict[str, PluginRecord] = field(default_factory=dict)
+    described: bool = False
+    """True for a registry read from the manifest: it validates and lists, but cannot run."""
 
     def node_type(self, type_id: str) -> NodeType | None:
         return self.nodes.get(type_id)
@@ -102,7 +109,11 @@ class Registry:
             )
         type_id = self.qualified(record, node_type.id, "node")
         _refuse_duplicate(self.nodes, type_id, record.name, "node")
-        self.nodes[type_id] = replace(node_type, id=type_id, plugin=record.name)
+        try:
+            node_type = replace(node_type, id=type_id).with_types(self.types)
+        except ValueError as exc:
+            raise RegistrationError(f"plugin {record.name!r}: {exc}") from None
+        self.nodes[type_id] = replace(node_type, plugin=record.name)
         record.nodes.append(type_id)
 
     def add_architecture(self, record: PluginRecord, arch: Architecture) -> None:
@@ -110,9 +121,7 @@ class Registry:
             raise RegistrationError(f"register() takes an Architecture, got {type(arch).__name__}")
         arch_id = self.qualified(record, arch.id, "architecture")
         _refuse_duplicate(self.architectures, arch_id, record.name, "architecture")
-        self.architectures[arch_id] = Architecture(
-            arch_id, arch.detect, arch.build, arch.doc, plugin=record.name
-        )
+        self.architectures[arch_id] = replace(arch, id=arch_id, plugin=record.name)
         record.architectures.append(arch_id)
 
     def add_type(self, record: PluginRecord, socket_type: SocketType) -> None:

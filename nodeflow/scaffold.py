@@ -1,9 +1,10 @@
 """`nodeflow plugin new NAME`: write a ready plugin distribution to start from.
 
 The distribution installs as it is (`pip install -e nodeflow-NAME`) and passes its own
-test: a pyproject with the entry point in group `nodeflow`, a package with one node
+tests: a pyproject with the entry point in group `nodeflow`, a package with one node
 (`NAME.invert`) and one architecture (`NAME.tiny`, a small residual conv net with
-detect and build), a test that runs both through graphs, and a README.
+detect and build), tests that call the node, run both through graphs and train the
+architecture with `train_unet`, and a README.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def register_architectures(register: Callable[[Any], None]) -> None:
 CONFTEST = """\
 \"\"\"nodeflow's pytest fixtures for plugin tests: `run_graph(text)` and `nodeflow_registry`.\"\"\"
 
-from nodeflow.testing import nodeflow_registry, run_graph  # noqa: F401 (fixtures)
+pytest_plugins = ["nodeflow.testing"]
 """
 
 TEST = '''\
@@ -204,6 +205,24 @@ inputs = { image = "photos.image", model = "tiny.model" }
 """
 
 
+TRAIN = """version = 1
+
+[nodes.photos]
+type = "sample_images"
+params = { names = "astronaut, coffee", size = 32 }
+
+[nodes.pairs]
+type = "pairs"
+params = { task = "denoise", crop = 16 }
+inputs = { image = "photos.image" }
+
+[nodes.train]
+type = "train_unet"
+params = { architecture = "$name.tiny", steps = 20, lr = 0.003, sample_every = 0 }
+inputs = { dataset = "pairs.dataset" }
+"""
+
+
 def images(result, node_id: str) -> torch.Tensor:
     return torch.cat([batch.data for batch in result.outputs[node_id]["image"]])
 
@@ -220,6 +239,21 @@ def test_invert_gives_the_negative(run_graph) -> None:
     assert result.ok, result.failed
     original, negative = images(result, "photos"), images(result, "negative")
     torch.testing.assert_close(negative, 1 - original)
+
+
+def test_invert_is_callable_like_its_function() -> None:
+    from $package import invert
+
+    image = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(invert(image, amount=1.0), 1 - image)
+
+
+def test_train_unet_trains_the_tiny_architecture(run_graph) -> None:
+    result, events = run_graph(TRAIN)
+    assert result.ok, result.failed
+    assert result.outputs["train"]["model"].info.arch == "$name.tiny"
+    losses = [e.info["loss"] for e in events if "loss" in getattr(e, "info", {})]
+    assert sum(losses[-5:]) < sum(losses[:5])  # it learns
 
 
 def test_tiny_models_save_load_and_run_in_a_graph(run_graph, tmp_path: Path) -> None:
@@ -244,7 +278,8 @@ A nodeflow plugin. It adds:
 
 - the node `$name.invert` (images -> their negatives, param `amount`);
 - the architecture `$name.tiny` (a small residual conv net): `load_model` recognises its
-  checkpoints, `new_model("$name.tiny")` makes a fresh one, `unet` runs it.
+  checkpoints, `new_model("$name.tiny")` makes a fresh one, `unet` runs it, and
+  `train_unet` trains it (`architecture = "$name.tiny"`).
 
 ```sh
 pip install -e .                 # into the environment nodeflow is installed in

@@ -1,8 +1,8 @@
 """pytest fixtures for plugin authors: run graph text through the real engine on the CPU.
 
-Import them in your plugin's `tests/conftest.py`:
+Name this module in your plugin's `tests/conftest.py`:
 
-    from nodeflow.testing import nodeflow_registry, run_graph  # noqa: F401 (fixtures)
+    pytest_plugins = ["nodeflow.testing"]
 
 and tests can take them as arguments:
 
@@ -54,10 +54,11 @@ def run_graph_text(
 ) -> tuple[RunResult, list[Event]]:
     """Write `text` to `folder/name`, run it on the CPU, return the result and its events.
 
-    `run_options` go to `Executor.run` (e.g. `targets=["node_id"]`). The cache lives in
+    `folder` is made if it does not exist. `run_options` go to `Executor.run` (e.g. `targets=["node_id"]`). The cache lives in
     `folder/cache`. Raises AssertionError listing the problems of an invalid graph.
     """
     registry = registry if registry is not None else load_registry()
+    Path(folder).mkdir(parents=True, exist_ok=True)
     path = Path(folder) / name
     path.write_text(text)
     events: list[Event] = []

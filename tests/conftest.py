@@ -18,8 +18,10 @@ from nodeflow.registry import Registry
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test gets its own cache folder and no stray plugins from the environment."""
+    """Each test gets its own cache and config folders, and no stray plugins from the
+    environment."""
     monkeypatch.setenv("NODEFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv("NODEFLOW_PLUGIN_PATH", raising=False)
     monkeypatch.delenv("NODEFLOW_DISABLE_PLUGINS", raising=False)
     torch.manual_seed(0)

@@ -22,9 +22,10 @@ SMALL = {
     "train_autoencoder": {"steps": 2, "width": 4, "sample_every": 0},
     "cyclegan.train": {"steps": 2, "crop": 24, "ngf": 4, "n_blocks": 1, "ndf": 4, "n_layers": 2},
 }
-# These need files only their user has (pretrained weights, a folder of class folders); the
-# plugin's tests make stand-ins and run them: plugins/nodeflow-transfer/tests.
-NEEDS_USER_FILES = {"transfer_classify", "transfer_features_pca"}
+# These need files only their user has (pretrained weights, a folder of class folders, a
+# community upscaler); the plugins' tests make stand-ins and run them:
+# plugins/nodeflow-transfer/tests and plugins/nodeflow-spandrel/tests.
+NEEDS_USER_FILES = {"transfer_classify", "transfer_features_pca", "upscale_community"}
 RUN_HERE = [p for p in GRAPHS if p.stem not in NEEDS_USER_FILES]
 
 

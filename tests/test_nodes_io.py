@@ -289,7 +289,14 @@ def test_save_images_rounds_to_the_nearest_level(registry, tmp_path):
     save = registry.nodes["save_images"].fn
 
     returned = save(
-        Stream.of(image, ["x", "y"]), folder=str(tmp_path), pattern="{name}", format="png", ctx=ctx
+        Stream.of(image, ["x", "y"]),
+        folder=str(tmp_path),
+        pattern="{name}",
+        format="png",
+        bit_depth=8,
+        quality=95,
+        allow_input_folder=False,
+        ctx=ctx,
     )
 
     assert returned is None

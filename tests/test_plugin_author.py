@@ -61,7 +61,9 @@ def test_a_generated_plugin_installs_passes_its_test_and_is_found_beside_broken_
               "import nodeflow_no_such_dependency\n")  # fmt: skip
     make_dist(later_site, "demo-fork", "2.0", "demo", "demo_fork", FORK)
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(later_site)]))
+    this_nodeflow = Path(api.__file__).parents[1]  # the checkout under test, not another
+    paths = [str(site), str(later_site), str(this_nodeflow)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     commands = {
         "pytest": ([str(BIN / "pytest"), "-q", "-p", "no:cacheprovider"], plugin),
         "nodes": ([str(BIN / "nodeflow"), "nodes", "--json"], tmp_path),
@@ -78,7 +80,7 @@ def test_a_generated_plugin_installs_passes_its_test_and_is_found_beside_broken_
         stdout, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, f"{name}:\n{stdout}\n{stderr}"
         out[name] = stdout
-    assert "3 passed" in out["pytest"]
+    assert "5 passed" in out["pytest"]
 
     nodes = {n["id"]: n for n in json.loads(out["nodes"])}
     assert nodes["demo.invert"]["plugin"] == "demo"
@@ -110,7 +112,8 @@ def test_a_generated_plugin_installs_passes_its_test_and_is_found_beside_broken_
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("NODEFLOW_DISABLE_PLUGINS", "demo, needsmissing")
     registry = build_registry()
-    assert "demo" not in registry.plugins and "needsmissing" not in registry.plugins
+    assert registry.plugins["demo"].disabled and registry.plugins["needsmissing"].disabled
+    assert registry.plugins["needsmissing"].errors == []  # disabled: not even imported
     assert not any(node_id.startswith("demo.") for node_id in registry.nodes)
     assert "nodeflow_demo" not in sys.modules and "load_images" in registry.nodes
 

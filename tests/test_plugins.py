@@ -391,7 +391,8 @@ def test_register_takes_only_declared_nodes(
 def test_disable_plugins_skips_the_named_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NODEFLOW_DISABLE_PLUGINS", " toypkg , nothing-such")
     registry = use_plugin_path(monkeypatch, PLUGINS)
-    assert "toypkg" not in registry.plugins
+    assert registry.plugins["toypkg"].disabled
+    assert registry.plugins["toypkg"].errors == []
     assert not any(type_id.startswith("toypkg.") for type_id in registry.nodes)
     assert registry.plugins["toy"].errors == []
     assert run_sum(registry) == 32

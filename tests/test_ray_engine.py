@@ -32,7 +32,15 @@ FOLDER_GRAPH = """
 version = 1
 [nodes.photos]
 type = "load_images"
-params = { path = "photos", batch_size = 3 }
+params = { path = "photos", batch_size = 3, recursive = true, frames = "all" }
+[nodes.small]
+type = "resize"
+params = { scale = 0.5 }
+inputs = { image = "photos.image" }
+[nodes.save_small]
+type = "save_images"
+params = { folder = "out/{engine}/small" }
+inputs = { image = "small.image" }
 [nodes.noisy]
 type = "add_noise"
 params = { sigma = 25.0, seed = 1 }
@@ -76,6 +84,9 @@ def _photos(folder: Path) -> None:
             folder / f"img{i:02d}.png"
         )
     (folder / "img03b.png").write_bytes(b"not an image at all")
+    (folder / "sub").mkdir()
+    frames = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(folder / "sub" / "anim.gif", save_all=True, append_images=frames[1:])
 
 
 def _run(registry, tmp_path: Path, engine: str) -> tuple[RunResult, list[Event]]:
@@ -102,13 +113,16 @@ def test_folder_graph_gives_the_same_outputs_on_both_engines(
     for node in ("quality", "blur_quality"):
         for name in ("psnr", "ssim"):
             assert on_ray.outputs[node][name] == pytest.approx(local.outputs[node][name], abs=1e-5)
-    local_files = sorted(p.name for p in (tmp_path / "out" / "local").iterdir())
-    ray_files = sorted(p.name for p in (tmp_path / "out" / "ray").iterdir())
-    assert ray_files == local_files and len(local_files) == 7
+    local_out, ray_out = tmp_path / "out" / "local", tmp_path / "out" / "ray"
+    local_files = sorted(str(p.relative_to(local_out)) for p in local_out.rglob("*.png"))
+    ray_files = sorted(str(p.relative_to(ray_out)) for p in ray_out.rglob("*.png"))
+    assert ray_files == local_files and len(local_files) == 2 * 10  # 7 files + 3 GIF frames
+    assert "small/sub/anim#2.png" in local_files
     for name in local_files:
-        a = np.asarray(Image.open(tmp_path / "out" / "local" / name), dtype=np.int16)
-        b = np.asarray(Image.open(tmp_path / "out" / "ray" / name), dtype=np.int16)
-        assert np.abs(a - b).max() <= 1
+        a = np.asarray(Image.open(local_out / name), dtype=np.int16)
+        b = np.asarray(Image.open(ray_out / name), dtype=np.int16)
+        tolerance = 0 if name.startswith("small/") else 1  # uint8 end to end: exactly equal
+        assert np.abs(a - b).max() <= tolerance, name
 
     def bad_files(events: list[Event]) -> list[tuple[str, str, str]]:
         return [(e.node, e.item, e.message) for e in events if isinstance(e, ItemError)]

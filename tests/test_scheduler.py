@@ -260,7 +260,7 @@ def test_training_in_fp16_is_refused_with_a_reason(registry: Registry) -> None:
     events: list[Event] = []
     executor = Executor(registry, Cache(enabled=False), device="cpu", precision="fp16")
     result = executor.run(Graph.parse(text), on_event=events.append)
-    assert "do not train in fp16" in result.failed["train"]
+    assert "training does not run in fp16" in result.failed["train"]
     assert "train" not in [e.node for e in events if isinstance(e, NodeStarted)][1:] or any(
         isinstance(e, NodeFailed) and e.node == "train" for e in events
     )
@@ -300,3 +300,74 @@ def test_validate_nodes_and_plugins_answer_without_importing_torch(tmp_path: Pat
         output, imported = _cli_in_fresh_python(args, cache)
         assert not imported, args
         assert "ok" in output or "unet" in output or "nodeflow.nodes.io" in output
+
+
+def test_the_manifest_describes_every_node_as_the_registry_does(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from nodeflow.manifest import from_manifest, to_manifest
+
+    described = from_manifest(json.loads(json.dumps(to_manifest(registry, "x"))))
+    assert set(described.nodes) == set(registry.nodes)
+    for type_id, real in registry.nodes.items():
+        copy = described.nodes[type_id]
+        assert copy.to_json() == real.to_json(), type_id
+        for field in ("output_node", "persist", "inference", "writes", "names", "reads", "mode"):
+            assert getattr(copy, field) == getattr(real, field), (type_id, field)
+        assert {n: i.uint8 for n, i in copy.inputs.items()} == {
+            n: i.uint8 for n, i in real.inputs.items()
+        }
+    assert [p.to_json() for p in described.plugins.values()] == [
+        p.to_json() for p in registry.plugins.values()
+    ]
+
+
+def test_8_bit_files_stream_as_bytes_and_reach_float_nodes_as_floats(
+    registry: Registry, tmp_path: Path
+) -> None:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    originals = {}
+    (tmp_path / "in").mkdir()
+    for i in range(5):
+        pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "in" / f"p{i}.png")
+        originals[f"p{i}"] = pixels
+    text = textwrap.dedent(
+        f"""
+        version = 1
+        [nodes.photos]
+        type = "load_images"
+        params = {{ path = "{tmp_path / "in"}", batch_size = 2 }}
+        [nodes.flipped]
+        type = "flip"
+        inputs = {{ image = "photos.image" }}
+        [nodes.small]
+        type = "resize"
+        params = {{ size = [12, 16] }}
+        inputs = {{ image = "photos.image" }}
+        [nodes.save_flipped]
+        type = "save_images"
+        params = {{ folder = "{tmp_path / "flipped"}" }}
+        inputs = {{ image = "flipped.image" }}
+        [nodes.save_small]
+        type = "save_images"
+        params = {{ folder = "{tmp_path / "small"}" }}
+        inputs = {{ image = "small.image" }}
+        """
+    )
+    result, _ = run(registry, text)
+    assert result.ok, result.failed
+    assert result.previews["photos"].data.dtype == torch.float32  # clients see floats
+    for name, pixels in originals.items():
+        flipped = np.asarray(Image.open(tmp_path / "flipped" / f"{name}.png"))
+        np.testing.assert_array_equal(flipped, pixels[:, ::-1])
+        small = np.asarray(Image.open(tmp_path / "small" / f"{name}.png")).astype(int)
+        as_float = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+        expected = F.interpolate(as_float, size=(12, 16), mode="bilinear", antialias=True)
+        expected = (expected[0].permute(1, 2, 0).clamp(0, 1) * 255).round().int().numpy()
+        assert np.abs(small - expected).max() <= 1

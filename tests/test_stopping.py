@@ -57,9 +57,13 @@ def _first_steps(process: subprocess.Popen[str]) -> dict:
     raise AssertionError(f"the run ended before training: exit {process.wait()}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGTERM], [signal.SIGINT], [signal.SIGINT, signal.SIGINT]],
+    ids=["sigterm", "ctrl-c", "ctrl-c twice 50 ms apart"],
+)
 def test_a_signal_stops_training_keeps_a_checkpoint_and_the_next_run_resumes(
-    tmp_path: Path, sig: signal.Signals
+    tmp_path: Path, signals: list[signal.Signals]
 ) -> None:
     graph = tmp_path / "train.toml"
     graph.write_text(TRAIN)
@@ -67,7 +71,9 @@ def test_a_signal_stops_training_keeps_a_checkpoint_and_the_next_run_resumes(
     process = _start(graph, cache)
     _first_steps(process)
     sent = time.monotonic()
-    process.send_signal(sig)
+    for sig in signals:  # a second signal waits for the checkpoint being written
+        process.send_signal(sig)
+        time.sleep(0.05)
     code = process.wait(timeout=60)
     stopped_in = time.monotonic() - sent
     assert code == 130

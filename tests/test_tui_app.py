@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -139,9 +140,10 @@ def node_rows(app: NodeflowApp) -> list[tuple[str, str]]:
     return rows
 
 
-async def wait_for(pilot, condition: Callable[[], bool], what: str) -> None:
-    """Let the app work until `condition()` holds (at most a few seconds)."""
-    for _ in range(250):
+async def wait_for(pilot, condition: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
+    """Let the app work until `condition()` holds (at most `seconds`)."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
         if condition():
             return
         await pilot.pause(0.02)
@@ -496,8 +498,8 @@ def test_edit_command_is_wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     opened = []
 
     class FakeApp:
-        def __init__(self, path):
-            opened.append(path)
+        def __init__(self, path, device, precision):
+            opened.append((path, device, precision))
 
         def run(self) -> None:
             opened.append("ran")
@@ -505,4 +507,358 @@ def test_edit_command_is_wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setattr("nodeflow.tui.app.NodeflowApp", FakeApp)
     result = CliRunner().invoke(cli.main, ["edit", str(tmp_path / "g.toml")])
     assert result.exit_code == 0, result.output
-    assert opened == [tmp_path / "g.toml", "ran"]
+    assert opened == [(tmp_path / "g.toml", "auto", "fp32"), "ran"]
+    opened.clear()
+    result = CliRunner().invoke(
+        cli.main, ["edit", "--device", "cpu", "--precision", "bf16", str(tmp_path / "g.toml")]
+    )
+    assert opened == [(tmp_path / "g.toml", "cpu", "bf16"), "ran"]
+    result = CliRunner().invoke(cli.main, ["edit", "--device", "tpu"])
+    assert result.exit_code == 2 and "unknown device 'tpu'" in result.output
+    assert len(opened) == 2
+
+
+def test_the_app_makes_its_executor_with_the_device_and_precision_asked_for(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = NodeflowApp(tmp_path / "new.toml", registry=registry, device="cpu", precision="bf16")
+    executor = app.executor()
+    assert (str(executor.device), executor.precision) == ("cpu", "bf16")
+    assert app.device_name == "cpu"
+
+
+TRAINING = """\
+version = 1
+
+[nodes.photos]
+type = "sample_images"
+params = { names = "astronaut, coffee", size = 32 }
+
+[nodes.pairs]
+type = "pairs"
+params = { task = "denoise", crop = 16 }
+inputs = { image = "photos.image" }
+
+[nodes.train]
+type = "train_unet"
+params = { num_downs = 2, ngf = 4, steps = 1000000, batch_size = 2, sample_every = 0 }
+inputs = { dataset = "pairs.dataset" }
+"""
+
+
+@drive
+async def test_quit_during_training_stops_the_run_and_keeps_a_checkpoint(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry, TRAINING)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        board = main(app).board
+        await wait_for(pilot, lambda: board.get("train").done >= 3, "a few training steps")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmQuitScreen)
+        assert "A run is in progress" in str(dialog.query_one("#quit-running").render())
+        await pilot.press("q")
+        asked = time.perf_counter()
+        await pilot.pause()
+        assert "stopping the run" in str(app.screen.query_one("#topbar-run").render())
+        await wait_for(pilot, lambda: not app.is_running, "the app to quit", seconds=10)
+    assert time.perf_counter() - asked < 10
+    assert list((tmp_path / "cache").glob("work/*/training.pt"))
+
+
+@drive
+async def test_ctrl_c_stops_a_run_and_quits(tmp_path: Path, slow_registry: Registry) -> None:
+    text = """\
+version = 1
+
+[nodes.frames]
+type = "slow.frames"
+params = { count = 100000 }
+
+[nodes.save]
+type = "save_images"
+params = { folder = "out" }
+inputs = { image = "frames.image" }
+"""
+    app = make_app(tmp_path, slow_registry, text)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        board = main(app).board
+        await wait_for(pilot, lambda: board.get("save").done > 1, "a few batches")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.is_running, "the app to quit", seconds=10)
+    assert board.get("save").done < 1000
+
+
+COMMENTED = """\
+# Noise and how much it costs.
+version = 1
+
+# the clean photos
+[nodes.photos]
+type = "sample_images"
+params = { size = 32, names = "astronaut, coffee", batch_size = 1 }  # small and quick
+
+[nodes.noisy]
+type = "add_noise"
+params = { sigma = 25.0, seed = 1 }
+inputs = { image = "photos.image" }
+
+# PSNR and SSIM against the clean photos
+[nodes.quality]
+type = "metrics"
+inputs = { image = "noisy.image", reference = "photos.image" }
+"""
+
+
+@drive
+async def test_saving_keeps_the_files_comments_and_asks_when_it_changed_on_disk(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry, COMMENTED)
+    path = tmp_path / "graph.toml"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("down")  # noisy
+        await pilot.pause()
+        sigma = next(f for f in app.screen.query(ParamField) if f.param_name == "sigma")
+        sigma.query_one("Input").focus()
+        await pilot.pause()
+        await pilot.press("1", "0")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert path.read_text() == COMMENTED.replace("sigma = 25.0", "sigma = 10.0")
+
+        # another program changes the file: saving asks before overwriting it
+        path.write_text(COMMENTED.replace("seed = 1", "seed = 2"))
+        await pilot.press("escape", "down")  # quality
+        await pilot.press("n", *"psnr", "enter")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen)
+        assert "changed on disk" in app.screen.title_text
+        assert "seed = 2" in path.read_text()
+        await pilot.press("enter")  # overwrite
+        await pilot.pause()
+    text = path.read_text()
+    assert "# PSNR and SSIM against the clean photos\n[nodes.psnr]" in text
+    assert text.startswith("# Noise and how much it costs.\n")
+    assert "batch_size = 1 }  # small and quick" in text
+    assert "sigma = 10.0, seed = 1" in text
+
+
+SIX_NODES = (
+    SMALL
+    + """
+[nodes.blurred]
+type = "blur"
+params = { sigma = 1.0 }
+inputs = { image = "photos.image" }
+
+[nodes.sheet]
+type = "concat"
+inputs = { image = "noisy.image", other = "blurred.image" }
+
+[nodes.save]
+type = "save_images"
+params = { folder = "out" }
+inputs = { image = "sheet.image" }
+"""
+)
+
+
+def visible_boxes(graph: GraphView) -> set[str]:
+    """The boxes drawn whole inside the graph panel as it is scrolled now."""
+    region = graph.scrollable_content_region
+    scroll_x, scroll_y = graph.scroll_offset
+    shown = set()
+    for node_id, box in graph.graph_layout.boxes.items():
+        left = box.x + graph.margin_x - scroll_x
+        top = box.y - scroll_y
+        across = left >= 0 and left + box.width <= region.width
+        if across and top >= 0 and top + box.height <= region.height:
+            shown.add(node_id)
+    return shown
+
+
+@drive
+async def test_the_graph_gets_the_room_and_keys_jump_between_panels(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry, SIX_NODES)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        graph, nodes = screen.query_one(GraphView), screen.query_one(NodeList)
+        inspector = screen.query_one("#inspector")
+        assert visible_boxes(graph) == set(app.doc.graph.nodes)
+        assert graph.size.width > max(nodes.size.width, inspector.size.width)
+        assert nodes.region.right <= graph.region.x and graph.region.right <= inspector.region.x
+
+        await pilot.press("end")  # home and end in the list
+        assert main(app).selected == "save"
+        await pilot.press("home")
+        assert main(app).selected == "photos"
+
+        await pilot.press("2")
+        assert graph.has_focus
+        await pilot.press("end")
+        await pilot.pause()
+        assert main(app).selected == "save"
+        await pilot.press("3")
+        assert inspector.has_focus_within
+        await pilot.press("6")
+        await pilot.pause()
+        assert screen.query_one(TabbedContent).active == "tab-run"
+        await pilot.press("4")
+        await pilot.pause()
+        assert screen.query_one(TabbedContent).active == "tab-problems"
+        assert screen.query_one(ProblemList).has_focus
+        await pilot.press("1")
+        assert nodes.has_focus
+
+        # g means one thing at every width: the graph in place of the list, and back
+        await pilot.press("g")
+        await pilot.pause()
+        assert graph.display and not nodes.display and graph.has_focus
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert graph.display and not nodes.display
+        await pilot.press("g")
+        await pilot.pause()
+        assert nodes.display and not graph.display and nodes.has_focus
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause()
+        assert nodes.display and graph.display
+        preview = screen.query_one("#preview")  # as tall as a square image as wide as the panel
+        assert preview.styles.height.value == min((inspector.outer_size.width - 4) // 2, 24)
+
+        # the help starts with the keys of the focused panel
+        await pilot.press("2", "question_mark")
+        await pilot.pause()
+        assert app.screen.sections[0][0] == "Here: the graph"
+
+
+def notes(app: NodeflowApp) -> list[str]:
+    return [notification.message for notification in app._notifications]
+
+
+@drive
+async def test_previews_follow_the_selection_page_and_compare(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry, SMALL.replace("batch_size = 1", "batch_size = 2"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = main(app)
+        caption = app.screen.query_one("#preview-caption")
+        await pilot.press("v")  # nothing ran yet: v says so, and how to run
+        assert "photos has not run yet: r runs the graph" in notes(app)[-1]
+        await pilot.press("end", "v")  # metrics: numbers, no image
+        assert "quality (metrics) has no image output to view" in notes(app)[-1]
+        await pilot.press("home")
+        await run_and_wait(pilot)
+        await wait_for(pilot, lambda: "photos" in screen.fetched, "the photos preview")
+        assert str(caption.render()).startswith("photos.image: image 1 of 2 in the first batch")
+        first = app.screen.query_one("#preview").pixels
+        await pilot.press("right_square_bracket")
+        assert str(caption.render()).startswith("photos.image: image 2 of 2")
+        assert not (app.screen.query_one("#preview").pixels == first).all()
+
+        await pilot.press("b", "down")  # pin photos as A; noisy's preview is never photos'
+        assert str(caption.render()).startswith("noisy.image")
+        await wait_for(pilot, lambda: "noisy" in screen.fetched, "the noisy preview")
+        await pilot.press("v")
+        await pilot.pause()
+        view = app.screen
+        assert [c.split("  ")[0] for _pixels, c in view.panes] == ["A", "B"]
+        assert "photos.image" in view.panes[0][1] and "noisy.image" in view.panes[1][1]
+
+
+@drive
+async def test_checkpoint_completes_and_a_bad_choice_from_the_file_is_named(
+    tmp_path: Path, registry: Registry
+) -> None:
+    text = """\
+version = 1
+
+[nodes.zoo]
+type = "load_model"
+params = { checkpoint = "denoise" }
+
+[nodes.photos]
+type = "sample_images"
+params = { size = 32 }
+
+[nodes.train]
+type = "train_unet"
+params = { norm = "group" }
+"""
+    app = make_app(tmp_path, registry, text)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        field = next(f for f in app.screen.query(ParamField) if f.param_name == "checkpoint")
+        assert "shipped: autoencoder, colorize" in str(field.query(".field-help").last().render())
+        box = field.query_one("Input")
+        box.focus()
+        await pilot.press(*"col")
+        await wait_for(pilot, lambda: box._suggestion == "colorize", "the suggestion")
+        await pilot.press("right")
+        await pilot.pause()
+        assert app.doc.graph.nodes["zoo"].params["checkpoint"] == "colorize"
+
+        await pilot.press("escape", "end")  # train: its norm "group" is not a choice
+        await pilot.pause()
+        norm = next(f for f in app.screen.query(ParamField) if f.param_name == "norm")
+        shown = norm.query_one("Select").query_one("SelectCurrent #label")
+        assert str(shown.render()) == "group: not a choice"
+        assert "not one of" in str(norm.query_one(".field-error").render())
+
+
+@drive
+async def test_change_a_nodes_type_in_place_and_comment_on_it(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("down", "t", *"blur")
+        await wait_for(pilot, palette_offers(app, "change to blur"), "the palette")
+        await pilot.press("enter")
+        await pilot.pause()
+        noisy = app.doc.graph.nodes["noisy"]
+        assert (noisy.type, noisy.params, noisy.inputs) == (
+            "blur",
+            {"sigma": 25.0},
+            {"image": Link("photos", "image")},
+        )
+        assert "noisy is now a blur; kept sigma, image; dropped seed" in notes(app)[-1]
+        assert ("· noisy", "blur") in node_rows(app)
+
+        await pilot.press("number_sign", *"less | blur", "enter")
+        await pilot.pause()
+        comment = str(app.screen.query_one("#inspector-comment").render())
+        assert comment == "# less\n# blur"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    text = (tmp_path / "graph.toml").read_text()
+    assert '# less\n# blur\n[nodes.noisy]\ntype = "blur"\nparams = { sigma = 25.0 }\n' in text
+
+
+@drive
+async def test_the_chosen_theme_is_remembered(tmp_path: Path, registry: Registry) -> None:
+    settings = tmp_path / "config" / "nodeflow" / "tui.toml"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('# chosen in the editor\ntheme = "textual-light"\n')
+    app = make_app(tmp_path, registry)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.theme == "textual-light"
+        app.theme = "nord"
+        await pilot.pause()
+    assert settings.read_text() == '# chosen in the editor\ntheme = "nord"\n'

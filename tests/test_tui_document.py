@@ -131,7 +131,8 @@ def test_candidates_fit_the_type_avoid_cycles_and_come_nearest_first(doc: Docume
 def test_a_new_node_links_its_inputs_to_the_nearest_distinct_outputs(doc: Document) -> None:
     spec = doc.new_node("metrics", after="blurred")
     assert spec.id == "metrics"
-    assert spec.inputs == {"image": Link("blurred", "image"), "reference": Link("noisy", "image")}
+    # the reference is the source photos the chain started from, not the noisy image next door
+    assert spec.inputs == {"image": Link("blurred", "image"), "reference": Link("photos", "image")}
     assert doc.new_node("blur").id == "blur"
     doc.apply(AddNode(doc.new_node("blur", after="photos")))
     assert doc.graph.nodes["blur"].inputs == {"image": Link("photos", "image")}
@@ -159,3 +160,28 @@ def test_execution_order_and_downstream(doc: Document) -> None:
     doc.apply(SetInput("noisy", "image", Link("blurred", "image")))  # a cycle
     assert doc.execution_order() == ["photos", "noisy", "blurred", "quality"]
     assert any("cycle" in problem.message for problem in doc.problems())
+
+
+def test_change_type_keeps_fitting_params_and_links_and_undoes(doc: Document) -> None:
+    before = snapshot(doc)
+    doc.graph.nodes["noisy"].params["seed"] = 3
+    # add_noise -> blur: sigma is a blur param too (kept), seed is not (dropped)
+    edit = doc.apply(doc.change_type("noisy", "blur"))
+    noisy = doc.graph.nodes["noisy"]
+    assert (noisy.type, noisy.params, noisy.inputs) == (
+        "blur",
+        {"sigma": 25.0},
+        {"image": Link("photos", "image")},
+    )
+    assert doc.graph.nodes["blurred"].inputs == {"image": Link("noisy", "image")}  # still fits
+    assert edit.touched() == {"noisy"}
+    doc.undo()
+    doc.graph.nodes["noisy"].params.pop("seed")
+    assert snapshot(doc) == before
+    # metrics gives numbers, no image: what read the image is unlinked, and comes back on undo
+    doc.apply(doc.change_type("noisy", "metrics"))
+    assert "image" not in doc.graph.nodes["blurred"].inputs
+    assert doc.graph.nodes["noisy"].inputs == {"image": Link("photos", "image")}
+    assert list(doc.graph.nodes) == ["photos", "noisy", "blurred", "quality"]
+    doc.undo()
+    assert snapshot(doc) == before

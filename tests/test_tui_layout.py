@@ -131,15 +131,15 @@ def test_a_chain_is_drawn_straight_with_its_output_named() -> None:
     )
     text = render_text(layout_graph(graph), {"photos": "sample_images", "gray": "grayscale"})
     assert text == [
-        " ┌─────────────────────┐",
-        " │ photos              │",
-        " │ sample_images       │",
-        " └──────────┬──────────┘",
-        "            │ image",
-        "   ┌────────┴────────┐",
-        "   │ gray            │",
-        "   │ grayscale       │",
-        "   └─────────────────┘",
+        " ┌──────────────────────┐",
+        " │ photos               │",
+        " │ sample_images        │",
+        " └───────────┬──────────┘",
+        "             │ image",
+        "   ┌─────────┴────────┐",
+        "   │ gray             │",
+        "   │ grayscale        │",
+        "   └──────────────────┘",
     ]
 
 
@@ -159,3 +159,11 @@ def test_a_cycle_still_lays_out_and_an_empty_graph_is_empty() -> None:
     assert set(layout.boxes) == {"a", "b"}
     empty = layout_graph(Graph())
     assert (empty.boxes, empty.width, empty.height) == ({}, 1, 0)
+
+
+def test_crossings_are_drawn_as_the_bus_passing_over() -> None:
+    layout = layout_graph(Graph.load(GRAPHS / "degrade_measure.toml"))
+    assert layout.crossings
+    assert {layout.lines[cell] for cell in layout.crossings} == {"─"}
+    rows = render_text(layout)
+    assert not any("┌│" in row or "│┐" in row for row in rows)

@@ -82,3 +82,17 @@ def test_finished_run(snap_compare, app: NodeflowApp) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run)
+
+
+def test_main_screen_at_120_by_40_shows_the_whole_graph(snap_compare, app: NodeflowApp) -> None:
+    assert snap_compare(app, terminal_size=(120, 40))
+
+
+def test_quitting_during_a_run_says_so(snap_compare, app: NodeflowApp) -> None:
+    from nodeflow.tui.screens.confirm_quit import ConfirmQuitScreen
+
+    async def ask(pilot) -> None:
+        pilot.app.push_screen(ConfirmQuitScreen("graph.toml", unsaved=True, running=True))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=ask)

@@ -61,6 +61,7 @@ class NodeContext:
     manual_progress: bool = False
     started: float = field(default_factory=time.perf_counter)
     written: list[Path] = field(default_factory=list)
+    output_root: Path | None = None
     stored_callbacks: list[Callable[[], None]] = field(default_factory=list)
     _work_lock: int | None = field(default=None, repr=False)
 

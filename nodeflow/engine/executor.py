@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nodeflow.engine.cache import Cache
@@ -64,10 +65,12 @@ class Executor:
         device: str = "auto",
         precision: str = "fp32",
         fail_fast: bool = False,
+        output_root: Path | None = None,
         engine: str = "local",
         ray: RayOptions | None = None,
     ):
         self.registry = registry
+        self.output_root = output_root
         self.cache = cache if cache is not None else Cache()
         self.device = resolve_device(device)
         self.precision = precision
@@ -90,7 +93,8 @@ class Executor:
         if problems:
             raise GraphFileError(graph.path, problems)
         emit = on_event or (lambda _event: None)
-        plan = build_plan(graph, self.registry, targets, str(self.device), self.precision)
+        root = str(self.output_root or "")
+        plan = build_plan(graph, self.registry, targets, str(self.device), self.precision, root)
         settings = RunSettings(
             self.device,
             self.dtype,
@@ -98,6 +102,7 @@ class Executor:
             self.cache,
             fail_fast=self.fail_fast,
             describe_graph=graph.to_json,
+            output_root=self.output_root,
         )
         started = time.perf_counter()
         if self.engine == "ray":

@@ -76,8 +76,12 @@ def build_plan(
     targets: list[str] | None,
     device: str,
     precision: str,
+    output_root: str = "",
 ) -> Plan:
-    """The steps `targets` (default: the output nodes) need; the graph must be valid."""
+    """The steps `targets` (default: the output nodes) need; the graph must be valid.
+
+    The output root enters the keys of nodes that write files: a writer confined elsewhere
+    is a different writer."""
     if targets:
         unknown = [t for t in targets if t not in graph.nodes]
         if unknown:
@@ -101,6 +105,8 @@ def build_plan(
             name: f"{steps[link.node].key}.{link.output}" for name, link in spec.inputs.items()
         }
         fingerprint = node_type.fingerprint(params) if node_type.fingerprint else ""
+        if node_type.writes and output_root:
+            fingerprint += f"|output root {output_root}"
         key = cache_key(node_type, params, input_keys, fingerprint, device, precision)
         steps[node_id] = Step(node_id, node_type, params, dict(spec.inputs), key)
         for link in spec.inputs.values():
@@ -109,12 +115,10 @@ def build_plan(
 
 
 def resolve_params(given: dict[str, Any], node_type: NodeType, base_dir: Path) -> dict[str, Any]:
-    """Every param of the node: the given value or the default; paths made absolute."""
+    """Every param of the node as its function gets it: the given value or the default,
+    path params as `pathlib.Path`s resolved against the graph's folder."""
     params = {}
     for name, param in node_type.params.items():
         value = given.get(name, None if param.required else param.default)
-        if param.kind == "path" and isinstance(value, str):
-            path = Path(value).expanduser()
-            value = str(path if path.is_absolute() else base_dir / path)
-        params[name] = value
+        params[name] = param.coerce(value, base_dir)
     return params

@@ -3,7 +3,7 @@
 `RayRun` is the local scheduler with one change: a pass over a folder (`load_images`) and
 the per-item nodes that read it runs as one Ray Data pipeline instead of on the driver's
 threads. Its file headers are read by Ray tasks (for large folders), its batches are the
-same as locally (`nodes.io.file_batches`), and decoding plus every per-item node of the
+same as locally (`nodes.io.planned_batches`), and decoding plus every per-item node of the
 pass are fused into one `map_batches` stage: Ray tasks, or an actor pool when a node reads
 a model, each actor loading the model once. Collecting nodes (metrics, PCA, training,
 writers) read the results on the driver, in batch order, through the scheduler's channels,
@@ -21,8 +21,7 @@ import os
 import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodeflow.engine.context import CancelToken, RunCancelled
 from nodeflow.engine.errors import NodeError
@@ -39,6 +38,9 @@ from nodeflow.engine.ray_worker import (
 )
 from nodeflow.engine.scheduler import LocalRun, RunSettings
 from nodeflow.types import Stream
+
+if TYPE_CHECKING:
+    from nodeflow.nodes.io import FileFrames
 
 SHARDED_SOURCES = {"load_images"}
 """Sources whose batches Ray workers can make from file lists."""
@@ -243,30 +245,30 @@ class RayPass:
         if ends:
             yield ends
 
-    def _file_batches(self, source: _Node) -> list[list[Path]]:
-        from nodeflow.nodes.io import file_batches, header_shapes, list_images
+    def _file_batches(self, source: _Node) -> list[list[FileFrames]]:
+        from nodeflow.files.decode import probe_file
+        from nodeflow.nodes.io import folder_options, planned_batches
 
         params = source.step.params
-        files = list_images(params["path"])
+        files, names, options = folder_options(params)
         if len(files) > PROBE_ON_RAY:
             import ray.data
 
             ds = ray.data.from_items([{"path": str(f)} for f in files])
-            probed = ds.map_batches(probe_headers, batch_size=256, batch_format="numpy")
-            shapes = [
-                tuple(int(v) for v in row["shape"]) if row["shape"][0] >= 0 else None
-                for row in probed.iter_rows()
-            ]
+            probed = ds.map_batches(
+                probe_headers, fn_kwargs={"options": options}, batch_size=256, batch_format="numpy"
+            )
+            probes = [pickle.loads(row["shapes"]) for row in probed.iter_rows()]
         else:
-            shapes = header_shapes(files)
-        return file_batches(files, shapes, params["batch_size"], source.ctx)
+            probes = [probe_file(file, options) for file in files]
+        return planned_batches(files, names, probes, params["batch_size"])
 
-    def _rows(self, groups: list[list[Path]]) -> Iterator[RowResult]:
+    def _rows(self, groups: list[list[FileFrames]]) -> Iterator[RowResult]:
         import ray.data
 
         run = self.run
         spec, reads_model = run.stage_spec(self.node_ids)
-        items = [{"index": i, "files": [str(f) for f in g]} for i, g in enumerate(groups)]
+        items = [{"index": i, "parts": pickle.dumps(g)} for i, g in enumerate(groups)]
         blocks = max(1, min(len(items), run.cpus * 4))
         ds = ray.data.from_items(items, override_num_blocks=blocks)
         if reads_model:

@@ -15,7 +15,7 @@ import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,10 @@ from nodeflow.engine.plan import Plan, Step
 from nodeflow.engine.scheduler import LocalRun, RunSettings
 from nodeflow.graph import Link
 from nodeflow.types import Batch, Stream
+
+if TYPE_CHECKING:
+    from nodeflow.files.decode import DecodeOptions
+    from nodeflow.nodes.io import FileFrames
 
 Port = tuple[str, str]
 
@@ -101,6 +105,7 @@ class StageRunner:
 
     def __init__(self, spec: StageSpec):
         from nodeflow.engine.device import resolve_precision
+        from nodeflow.nodes.io import decode_options
         from nodeflow.plugins import load_registry
 
         registry = load_registry()
@@ -122,18 +127,20 @@ class StageRunner:
             step = steps[producer.id]
             self.whole[producer.id] = self.run.call(step, {}, self.run.context(step))
         self.source = steps[spec.source.id]
+        self.options = decode_options(spec.source.params)
+        self.rescale = bool(spec.source.params.get("rescale"))
         self.nodes = [steps[s.id] for s in spec.nodes]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = [
-            pickle.dumps(self.row(int(index), [Path(f) for f in files]))
-            for index, files in zip(batch["index"], batch["files"], strict=True)
+            pickle.dumps(self.row(int(index), pickle.loads(parts)))
+            for index, parts in zip(batch["index"], batch["parts"], strict=True)
         ]
         return {"result": np.array(results, dtype=object)}
 
-    def row(self, index: int, files: list[Path]) -> RowResult:
-        """Decode batch `index` from `files`, then run the stage's nodes on it."""
-        from nodeflow.nodes.io import decode_batch
+    def row(self, index: int, parts: list[FileFrames]) -> RowResult:
+        """Decode batch `index` from its planned file parts, then run the stage's nodes on it."""
+        from nodeflow.nodes.io import read_planned
 
         self.events.clear()
         run = self.run
@@ -145,7 +152,7 @@ class StageRunner:
         ctx.batch_index = index
         began = time.perf_counter()
         try:
-            decoded = decode_batch(files, ctx)
+            decoded = read_planned(parts, self.options, self.rescale, ctx)
         except Exception as exc:
             error = NodeError(self.source.id, self.source.node_type.id, exc)
             run.node_failed(self.source, error)
@@ -208,13 +215,12 @@ def run_stage_task(batch: dict[str, np.ndarray], spec: StageSpec, stage: int) ->
     return runner(batch)
 
 
-def probe_headers(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """C, H, W of each file from its header (-1s where unreadable), as a Ray task."""
-    from nodeflow.nodes.io import header_shapes
+def probe_headers(batch: dict[str, np.ndarray], options: DecodeOptions) -> dict[str, np.ndarray]:
+    """C, H, W of each frame of each file from its header ([] where unreadable), as a Ray task."""
+    from nodeflow.files.decode import probe_file
 
-    shapes = header_shapes([Path(p) for p in batch["path"]])
-    rows = [shape if shape is not None else (-1, -1, -1) for shape in shapes]
-    return {"shape": np.array(rows, dtype=np.int64).reshape(-1, 3)}
+    shapes = [pickle.dumps(probe_file(Path(path), options)) for path in batch["path"]]
+    return {"shapes": np.array(shapes, dtype=object)}
 
 
 def _step(spec: StepSpec, registry: Any) -> Step:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -51,13 +52,6 @@ _BUILTIN_TYPE_NAMES = {t.name for t in BUILTIN_TYPES}
 _MISSING = object()
 
 
-FP16_TRAINING = (
-    "training nodes do not train in fp16: it needs a gradient scaler around every step, "
-    "which the trainers do not use; train with --precision fp32 (or bf16 on hardware "
-    "with bf16 units), then run the trained model in fp16"
-)
-
-
 def _in_mode(dtype: torch.dtype) -> bool:
     """Whether this thread already runs as an inference node with `dtype` wants."""
     return torch.is_inference_mode_enabled() and (
@@ -83,6 +77,7 @@ class RunSettings:
     cache: Cache
     fail_fast: bool = False
     describe_graph: Callable[[], str] = str
+    output_root: Path | None = None
 
 
 @dataclass
@@ -228,6 +223,8 @@ class LocalRun:
     def replay(self, node_id: str, output: str) -> Stream:
         """A stream node's output as a re-iterable stream: each pass over it recomputes it."""
         port = (node_id, output)
+        socket = self.plan.steps[node_id].node_type.outputs[output].type
+        pixels = socket.name in ("Image", "Mask")
 
         def produce() -> Iterator[Batch]:
             streams, _ = self._closure(self.plan.steps[node_id])
@@ -238,7 +235,7 @@ class LocalRun:
                 if batch is END:
                     return
                 if batch is not None:
-                    yield batch
+                    yield Batch(as_float(batch.data), batch.names) if pixels else batch
             if steps.nodes[node_id].failed:
                 raise UpstreamFailed(node_id)
 
@@ -460,8 +457,6 @@ class LocalRun:
                     inputs[name] = _ChannelStream(channels[name], replay, step, name, ctx)
                 else:
                     inputs[name] = _readable(self.value(link.node, link.output), step, name, ctx)
-            if not step.node_type.inference and self.settings.dtype == torch.float16:
-                raise OutputError(FP16_TRAINING)
             began = time.perf_counter()
             guard = self._training if not step.node_type.inference else contextlib.nullcontext()
             with guard:
@@ -517,6 +512,7 @@ class LocalRun:
             fail_fast=settings.fail_fast,
             cache_key=step.key,
             cache_folder=self.cache.folder,
+            output_root=settings.output_root,
         )
 
     def call(self, step: Step, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nodeflow.atomic import atomic_path
+from nodeflow.models.file_kind import SAFETENSORS, TORCH_LEGACY, TORCH_ZIP, file_kind
 from nodeflow.models.model import ArchInfo, Model
 
 if TYPE_CHECKING:
@@ -40,7 +41,22 @@ NORMS = ("batch", "instance", "none")
 SHIPPED_FOLDER = Path(__file__).resolve().parent.parent / "checkpoints"
 _STRUCTURAL = ("arch", "purpose", "in_channels", "out_channels", "hparams")
 _NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
-_WRAPPER_KEYS = ("state_dict", "model", "net", "params", "params_ema", "netG", "netD")
+# Where state dicts are found inside wrapping dicts, and the key prefixes stripped from them:
+# spandrel's order (an EMA copy of the weights, the better one, before the raw ones), then
+# the reference implementation's.
+_WRAPPER_KEYS = (
+    "model_state_dict",
+    "state_dict",
+    "params_ema",
+    "params-ema",
+    "params",
+    "model",
+    "net",
+    "netG",
+    "netD",
+)
+_PREFIXES = ("module.", "netG.")
+TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
 
 # -- shared by the architectures ---------------------------------------------------------------
@@ -145,16 +161,42 @@ def rebuild(
     """
     spec = spec_from_metadata(metadata)
     if spec is not None:
+        hparams = dict(spec.get("hparams", {}))
         fields = {k: v for k, v in spec.items() if k not in _STRUCTURAL}
-        model = create(dict(spec.get("hparams", {})), init=not state_dict, **fields)
     else:
         if not state_dict:
             raise ValueError("nothing to build from: no tensors and no nodeflow metadata")
         hparams = infer_hparams(state_dict)
-        model = create(hparams, init=False, **bare_fields(hparams))
+        fields = bare_fields(hparams)
+    if state_dict:
+        check_fit(lambda: create(hparams, init=False, **fields), state_dict, spec is not None)
+    model = create(hparams, init=not state_dict, **fields)
     if state_dict:
         load_weights(model, state_dict)
     return model
+
+
+def check_fit(
+    make: Callable[[], Model], state_dict: Mapping[str, torch.Tensor], from_metadata: bool
+) -> None:
+    """Refuse tensors that do not fit the network `make` builds, before it allocates anything.
+
+    The network is built on the meta device (shapes, no memory), so metadata that claims
+    a network far larger than the file's tensors (ngf 1024, num_downs 8: 55 GB) is refused
+    by comparing shapes, not by trying to allocate it.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = make()
+    except (NotImplementedError, RuntimeError):
+        return  # a network that needs real tensors to build; load_weights checks it after
+    problems = weight_problems(skeleton.net.state_dict(), state_dict)
+    if problems:
+        said = "the checkpoint's metadata describes" if from_metadata else "the tensors look like"
+        raise ValueError(
+            f"{said} architecture {skeleton.arch!r} with hyperparameters "
+            f"{skeleton.info.hparams}, but the weights do not fit it: {problems}"
+        )
 
 
 def load_weights(model: Model, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -165,6 +207,41 @@ def load_weights(model: Model, state_dict: Mapping[str, torch.Tensor]) -> None:
     norms saved before `num_batches_tracked` existed (filled with the fresh counter).
     """
     expected = model.net.state_dict()
+    problems = weight_problems(expected, state_dict)
+    if problems:
+        raise ValueError(
+            f"the weights do not fit architecture {model.arch!r} with hyperparameters "
+            f"{model.info.hparams}: {problems}"
+        )
+    model.net.load_state_dict(_forgiven(expected, state_dict), strict=True)
+
+
+def weight_problems(
+    expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]
+) -> str:
+    """What keeps `state_dict` from loading into a network with `expected` tensors; "" if none."""
+    weights = _forgiven(expected, state_dict)
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    wrong_shape = [
+        f"{k} (file {_shape(weights[k])}, model {_shape(expected[k])})"
+        for k in expected
+        if k in weights and weights[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {_some(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_some(unexpected)}")
+    if wrong_shape:
+        problems.append(f"wrong shape {_some(wrong_shape)}")
+    return "; ".join(problems)
+
+
+def _forgiven(
+    expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """`state_dict` without stray norm statistics, with missing batch counters filled in."""
     weights = {
         key: value
         for key, value in state_dict.items()
@@ -173,26 +250,7 @@ def load_weights(model: Model, state_dict: Mapping[str, torch.Tensor]) -> None:
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in weights:
             weights[key] = value
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    wrong_shape = [
-        f"{k} (file {_shape(weights[k])}, model {_shape(expected[k])})"
-        for k in expected
-        if k in weights and weights[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        problems = []
-        if missing:
-            problems.append(f"missing {_some(missing)}")
-        if unexpected:
-            problems.append(f"unexpected {_some(unexpected)}")
-        if wrong_shape:
-            problems.append(f"wrong shape {_some(wrong_shape)}")
-        raise ValueError(
-            f"the weights do not fit architecture {model.arch!r} with hyperparameters "
-            f"{model.info.hparams}: {'; '.join(problems)}"
-        )
-    model.net.load_state_dict(weights, strict=True)
+    return weights
 
 
 def _shape(tensor: torch.Tensor) -> str:
@@ -208,27 +266,63 @@ def _some(items: list[str], limit: int = 4) -> str:
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors (on the CPU) and metadata of a .safetensors, .pth or .pt file."""
+    """The tensors (on the CPU) and metadata of a .safetensors, .pth or .pt file.
+
+    Nothing in the file can run code: safetensors holds only tensors, and .pth files are
+    read with `torch.load(weights_only=True)`. A state dict wrapped in a dict (under
+    `params_ema`, `state_dict`, ...) is unwrapped and a `module.` prefix on every key
+    stripped, the way spandrel does. A file that is something else (an image, a web page)
+    is reported as what it is.
+    """
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"no checkpoint file at {str(file)!r}")
     suffix = file.suffix.lower()
     if suffix == ".safetensors":
-        try:
-            with safe_open(str(file), framework="pt") as handle:
-                metadata = dict(handle.metadata() or {})
-            return load_file(str(file), device="cpu"), metadata
-        except (SafetensorError, OSError) as exc:
-            raise ValueError(f"cannot read the safetensors file {str(file)!r}: {exc}") from None
-    if suffix in (".pth", ".pt", ".ckpt", ".bin"):
-        return _read_torch_file(file), {}
-    raise ValueError(
-        f"{str(file)!r} is not a checkpoint nodeflow reads: use a .safetensors file, or a "
-        ".pth/.pt file holding a state dict"
-    )
+        state_dict, metadata = _read_safetensors(file)
+    elif suffix in TORCH_SUFFIXES:
+        state_dict, metadata = _read_torch_file(file), {}
+    else:
+        raise ValueError(
+            f"{str(file)!r} is not a checkpoint nodeflow reads{_really(file)}: use a "
+            ".safetensors file, or a .pth/.pt file holding a state dict"
+        )
+    return _strip_prefixes(state_dict), metadata
+
+
+def _really(file: Path) -> str:
+    """ ", it is a PNG image" and the like, or "" when the file's kind is not recognised."""
+    try:
+        kind = file_kind(file)
+    except OSError:
+        return ""
+    return f"; it is {kind}" if kind else ""
+
+
+def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        return load_file(str(file), device="cpu"), metadata
+    except (SafetensorError, OSError) as exc:
+        kind = file_kind(file)
+        if kind in (TORCH_ZIP, TORCH_LEGACY):
+            hint = f"it is {kind}, not safetensors: name it {file.stem}.pth"
+        elif kind is not None and kind != SAFETENSORS:
+            hint = f"it is {kind}, not a checkpoint"
+        else:
+            hint = f"the file is damaged or incomplete ({exc})"
+        raise ValueError(f"cannot read the safetensors file {str(file)!r}: {hint}") from None
 
 
 def _read_torch_file(file: Path) -> dict[str, torch.Tensor]:
+    kind = file_kind(file)
+    if kind == SAFETENSORS:
+        raise ValueError(
+            f"{str(file)!r} is {kind}, not a PyTorch checkpoint: name it {file.stem}.safetensors"
+        )
+    if kind not in (None, TORCH_ZIP, TORCH_LEGACY):
+        raise ValueError(f"{str(file)!r} is {kind}, not a checkpoint")
     try:
         content = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusals and corrupt files come as many kinds.
@@ -243,26 +337,34 @@ def _read_torch_file(file: Path) -> dict[str, torch.Tensor]:
             f"{str(file)!r} holds no state dict (a mapping of names to tensors); "
             f"found {type(content).__name__}"
         )
-    prefix = "module."
-    if state_dict and all(key.startswith(prefix) for key in state_dict):
-        state_dict = {key[len(prefix) :]: value for key, value in state_dict.items()}
     return state_dict
 
 
 def _unwrap(content: Any) -> dict[str, torch.Tensor] | None:
-    """A state dict, either `content` itself or one level down under a usual key."""
+    """A state dict: `content` itself, or found under a usual key or a dict's only key."""
     if not isinstance(content, Mapping):
         return None
     tensors = {k: v for k, v in content.items() if isinstance(v, torch.Tensor)}
     if tensors and len(tensors) == len(content):
         return dict(tensors)
-    for key in _WRAPPER_KEYS:
-        inner = content.get(key)
+    inner_keys = [key for key in _WRAPPER_KEYS if key in content]
+    if len(content) == 1:
+        inner_keys.append(next(iter(content)))
+    for key in inner_keys:
+        inner = content[key]
         if isinstance(inner, Mapping) and inner:
             found = _unwrap(inner)
             if found is not None:
                 return found
     return None
+
+
+def _strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Without a prefix every key shares (`module.` from DataParallel, `netG.`)."""
+    for prefix in _PREFIXES:
+        if state_dict and all(key.startswith(prefix) for key in state_dict):
+            state_dict = {key[len(prefix) :]: value for key, value in state_dict.items()}
+    return state_dict
 
 
 # -- finding the architecture ---------------------------------------------------------------------
@@ -290,19 +392,32 @@ def architecture(arch_id: str, registry: Registry | None = None) -> Architecture
 def detect_architecture(
     state_dict: Mapping[str, torch.Tensor], registry: Registry | None = None, what: str = ""
 ) -> Architecture:
-    """The first registered architecture whose `detect` claims these tensors."""
+    """The first registered architecture whose `detect` claims these tensors.
+
+    Fallback architectures (catch-all detectors such as the spandrel plugin's) are asked
+    only after every other one has declined.
+    """
     known = _registry(registry).architectures
-    for arch in known.values():
+    ordered = sorted(known.values(), key=lambda arch: arch.fallback)
+    failures = []
+    for arch in ordered:
         try:
             if arch.detect(dict(state_dict)):
                 return arch
-        except Exception:  # a plugin's detect that trips over foreign keys does not claim them
-            continue
+        except Exception as exc:  # a detect that trips over foreign keys does not claim them
+            failures.append(f"{arch.id} could not check ({type(exc).__name__}: {exc})")
     keys = list(state_dict)
     sample = ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+    notes = [f"{arch.id}, asked last, covers {arch.doc}" for arch in ordered if arch.fallback]
+    if not notes:
+        notes.append(
+            "community files (ESRGAN, SwinIR, SCUNet, ...) load once the nodeflow-spandrel "
+            "plugin is installed (docs/checkpoints.md)"
+        )
     raise ValueError(
         f"no registered architecture recognises {what or 'these weights'}; tried "
-        f"{', '.join(known) or 'none'}; its first keys: {sample or 'none'}"
+        f"{', '.join(arch.id for arch in ordered) or 'none'}; its first keys: "
+        f"{sample or 'none'}; " + "; ".join(failures + notes)
     )
 
 

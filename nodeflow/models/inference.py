@@ -141,7 +141,9 @@ def _free_memory(device: torch.device) -> None:
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.Tensor:
     """Pad bottom and right to sides that are multiples of `multiple` and at least `min_size`.
 
-    Reflect padding, or edge replication where the padding is wider than the image.
+    Reflect padding as far as the image allows (one pixel less than its side), then edge
+    replication for the rest: spandrel's scheme, so community models see what they would
+    see under spandrel.
     """
     height, width = x.shape[-2:]
     target_h = _round_up(max(height, min_size), multiple)
@@ -149,8 +151,12 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> torch.
     if (target_h, target_w) == (height, width):
         return x
     pad_h, pad_w = target_h - height, target_w - width
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    reflect_h, reflect_w = min(pad_h, height - 1), min(pad_w, width - 1)
+    if reflect_h or reflect_w:
+        x = F.pad(x, (0, reflect_w, 0, reflect_h), mode="reflect")
+    if (pad_h, pad_w) != (reflect_h, reflect_w):
+        x = F.pad(x, (0, pad_w - reflect_w, 0, pad_h - reflect_h), mode="replicate")
+    return x
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -271,6 +277,7 @@ def run_network(
         except torch.OutOfMemoryError as exc:
             _free_memory(padded.device)
             side = _smaller_tile(side, padded, multiple, min_size, tiling, exc)
+    require_finite(out)
     if out.shape[-2:] == (height * scale, width * scale):
         return out
     return out[..., : height * scale, : width * scale].contiguous()
@@ -288,8 +295,9 @@ def _smaller_tile(
     if not tiling:
         raise ValueError(
             f"out of memory running the model on {height}x{width} images, and this model "
-            "cannot be tiled (its normalization depends on the whole image); use smaller "
-            "images, a smaller batch or a device with more memory"
+            "cannot be tiled (it needs to see each image whole: instance normalization, or "
+            "attention over the whole image); use smaller images, a smaller batch or a device "
+            "with more memory"
         ) from exc
     smaller = _tile_side(min(side, max(height, width)) // 2, multiple, min_size)
     if smaller >= side or smaller >= max(height, width):
@@ -298,6 +306,39 @@ def _smaller_tile(
             "device with more memory"
         ) from exc
     return smaller
+
+
+def require_finite(output: torch.Tensor) -> None:
+    """Refuse NaN or infinite outputs: saved, they would be a silently black image."""
+    if not torch.isfinite(output).all():
+        bad = (~torch.isfinite(output)).float().mean().item()
+        raise ValueError(
+            f"the model's output is not finite ({bad:.0%} of its values are NaN or infinite): "
+            "its weights are damaged (NaN in the checkpoint, a diverged training), or a "
+            "lower precision overflowed (try --precision fp32)"
+        )
+
+
+def check_precision(model: Model, device: torch.device) -> None:
+    """Refuse to run a model under an autocast precision its ArchInfo says it does not support.
+
+    nodeflow refuses rather than quietly running such a model in fp32: the user asked for
+    that precision, and the message says which one the model takes.
+    """
+    if not torch.is_autocast_enabled(device.type):
+        return
+    info = model.info
+    dtype = torch.get_autocast_dtype(device.type)
+    unsupported = (dtype == torch.float16 and not info.supports_half) or (
+        dtype == torch.bfloat16 and not info.supports_bfloat16
+    )
+    if unsupported:
+        name = {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+        usable = ["fp32"] + ["bf16"] * info.supports_bfloat16 + ["fp16"] * info.supports_half
+        raise ValueError(
+            f"the {model.describe()} does not support {name} (its outputs would be wrong or "
+            f"NaN); run with --precision {' or '.join(usable)}"
+        )
 
 
 def apply_model(
@@ -312,9 +353,12 @@ def apply_model(
 
     The input must already have the model's channel count; the network runs where the
     images are. The model's native `scale` enlarges the output unless its inputs are
-    upsampled beforehand (extra["upsample_input"]).
+    upsampled beforehand (extra["upsample_input"]). Under an autocast precision the model
+    does not support (`supports_half`, `supports_bfloat16`) it refuses to run, and NaN or
+    infinite outputs are an error.
     """
     info = model.info
+    check_precision(model, images.device)
     net = image_function(prepare(model, images.device), info)
     out = run_network(
         net,

@@ -25,6 +25,9 @@ class ArchInfo:
     `task` names what the weights were trained to do ("colorize", "denoise", "superres",
     "edges2photo", "autoencode", ...) and decides how the `unet` node prepares inputs.
     `value_range` is the range the network reads and writes: (0, 1) or (-1, 1).
+    `supports_half` / `supports_bfloat16` say whether the network gives sound results
+    under fp16 / bf16 autocast (`--precision`); where it does not, running it at that
+    precision is refused with a message rather than risking NaNs or garbage.
     """
 
     arch: str
@@ -40,6 +43,8 @@ class ArchInfo:
     value_range: tuple[float, float] = (0.0, 1.0)
     latent_shape: tuple[int, ...] = ()
     conditional: bool = False
+    supports_half: bool = True
+    supports_bfloat16: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_metadata(self) -> dict[str, Any]:
@@ -57,6 +62,8 @@ class ArchInfo:
             "value_range": list(self.value_range),
             "latent_shape": list(self.latent_shape),
             "conditional": self.conditional,
+            "supports_half": self.supports_half,
+            "supports_bfloat16": self.supports_bfloat16,
             "extra": self.extra,
         }
 
@@ -76,6 +83,8 @@ class ArchInfo:
             value_range=tuple(data.get("value_range", (0.0, 1.0))),
             latent_shape=tuple(data.get("latent_shape", ())),
             conditional=bool(data.get("conditional", False)),
+            supports_half=bool(data.get("supports_half", True)),
+            supports_bfloat16=bool(data.get("supports_bfloat16", True)),
             extra=dict(data.get("extra", {})),
         )
 

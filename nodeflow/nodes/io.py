@@ -1,16 +1,16 @@
 """Image files in and out: load one file, stream a folder, the bundled sample photos, save.
 
 Everything read becomes float32 B x C x H x W in [0, 1] with C = 1 (gray files) or 3 (all
-others, alpha dropped). Folders stream in mini-batches that never mix sizes, so memory stays
-flat however many files a folder holds. Saved files are written atomically.
+others, alpha dropped). Decoding one file (`nodeflow.files.decode`) gives pixels in the
+file's own precision; they become floats here, one file at a time. Folders stream in
+mini-batches that never mix sizes, so memory stays flat however many files a folder holds.
+Saving follows the write policy of `nodeflow.files.policy`; files are written atomically.
 """
 
 from __future__ import annotations
 
 import functools
-import glob
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from PIL.PngImagePlugin import PngInfo
 
 from nodeflow.api import (
     IMAGE,
@@ -31,16 +30,30 @@ from nodeflow.api import (
     Output,
     Str,
     Stream,
-    atomic_path,
     hookimpl,
     node,
 )
 from nodeflow.api import Path as PathParam
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-_GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
-_SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
-GRAPH_METADATA_KEY = "nodeflow:graph"
+from nodeflow.files.decode import (
+    DEFAULT_MAX_PIXELS,
+    FRAME_CHOICES,
+    DecodeOptions,
+    UnreadableImage,
+    decode_file,
+    probe_file,
+)
+from nodeflow.files.encode import FORMATS, SIXTEEN_BIT_FORMATS, write_image
+from nodeflow.files.listing import image_root, item_names, list_images
+from nodeflow.files.pixels import OutOfRange, to_levels, to_unit_float
+from nodeflow.files.policy import (
+    NameClaims,
+    check_replaceable,
+    file_in_folder,
+    output_folder,
+    safe_item_name,
+)
+from nodeflow.images import as_float
+from nodeflow.prefetch import Writer, ordered_map
 
 # Photo name -> file inside skimage.data's folder; read from there so nothing is downloaded.
 COLOUR_SAMPLES = {
@@ -65,55 +78,48 @@ T = TypeVar("T")
 # -- reading ---------------------------------------------------------------------------------
 
 
-class UnreadableImage(ValueError):
-    """A file that Pillow cannot open or decode; `reason` is the short cause."""
-
-    def __init__(self, path: Path, reason: str):
-        self.path = path
-        self.reason = reason
-        super().__init__(f"cannot read the image {str(path)!r}: {reason}")
+def _as_tensor(pixels: np.ndarray, rescale: bool) -> torch.Tensor:
+    """H x W x C pixels of any precision as a float32 C x H x W tensor in [0, 1]."""
+    unit = to_unit_float(pixels, rescale)
+    return torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1)))
 
 
-def _channels(mode: str) -> int:
-    """How many channels a file in this Pillow mode loads as: 1 for gray, else 3."""
-    return 1 if mode in _GRAY_MODES or mode.startswith("I;16") else 3
+def _as_frame(pixels: np.ndarray, rescale: bool) -> np.ndarray | torch.Tensor:
+    """Decoded pixels as a frame to batch: 8-bit files stay H x W x C uint8 arrays (the
+    engine converts them for the nodes that want floats), the rest become float32
+    C x H x W tensors in [0, 1]."""
+    return pixels if pixels.dtype == np.uint8 else _as_tensor(pixels, rescale)
 
 
-def _pixels(image: Image.Image) -> np.ndarray:
-    """The image as float32 H x W x C in [0, 1]: gray stays 1 channel, the rest become RGB."""
-    mode = image.mode
-    if mode.startswith("I"):
-        array = np.asarray(image).astype(np.float32) / 65535.0
-    elif mode == "F":
-        array = np.asarray(image, dtype=np.float32)
-    else:
-        converted = image.convert("L" if _channels(mode) == 1 else "RGB")
-        array = np.asarray(converted, dtype=np.float32) / 255.0
-    array = np.clip(array, 0.0, 1.0)
-    return array[..., None] if array.ndim == 2 else array
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """Decode one file to a float32 C x H x W tensor on the CPU; `UnreadableImage` if it fails."""
+def read_image(
+    path: Path, options: DecodeOptions | None = None, rescale: bool = False
+) -> torch.Tensor:
+    """Decode a file's first frame to a float32 C x H x W tensor; `UnreadableImage` if it fails."""
+    options = options or DecodeOptions()
+    options = DecodeOptions("first", options.color_management, options.max_pixels)
+    (_, pixels), *_ = decode_file(Path(path), options)
     try:
-        with Image.open(path) as image:
-            image.load()
-            array = _pixels(image)
-    except FileNotFoundError:
-        raise UnreadableImage(path, "no such file") from None
-    except Exception as exc:  # Pillow's decoders raise many kinds; all mean "unreadable".
-        raise UnreadableImage(path, str(exc) or type(exc).__name__) from exc
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        return _as_tensor(pixels, rescale)
+    except OutOfRange as exc:
+        raise UnreadableImage(Path(path), str(exc)) from None
 
 
-def _header_shape(path: Path) -> tuple[int, int, int] | None:
-    """C, H, W from the file's header alone (no decoding); None when the header is unreadable."""
+def _read_frames(
+    path: Path, name: str, options: DecodeOptions, rescale: bool, ctx: NodeContext
+) -> list[tuple[str, np.ndarray | torch.Tensor]]:
+    """(item name, C x H x W) per frame of one file; a file that fails is reported and skipped."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            return _channels(image.mode), height, width
-    except Exception:
-        return None
+        frames = decode_file(path, options, name)
+    except UnreadableImage as exc:
+        ctx.item_error(str(path), exc.reason)
+        return []
+    read = []
+    for item, pixels in frames:
+        try:
+            read.append((item, _as_frame(pixels, rescale)))
+        except OutOfRange as exc:
+            ctx.item_error(f"{path}{item[len(name) :]}", str(exc))
+    return read
 
 
 def _file_state(path: Path) -> tuple[str, int, int]:
@@ -135,31 +141,20 @@ def _group(
         yield group
 
 
-def list_images(path: str) -> list[Path]:
-    """The files `path` names: a folder's image files sorted by name, or a glob's matches.
-
-    Raises ValueError when nothing matches, saying what was looked for.
-    """
-    folder = Path(path)
-    if folder.is_dir():
-        files = sorted(
-            (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-            key=lambda p: p.name,
-        )
-        if not files:
-            raise ValueError(
-                f"the folder {path!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}); "
-                "point `path` at a folder of images or a pattern like 'photos/*.jpg'"
-            )
-        return files
-    files = sorted(Path(p) for p in glob.glob(path, recursive=True) if os.path.isfile(p))
-    if not files:
-        what = "pattern" if any(c in path for c in "*?[") else "file or folder"
-        raise ValueError(
-            f"the {what} {path!r} matched no files; check the path "
-            "(relative paths start at the graph file's folder)"
-        )
-    return files
+def _batches(
+    frames: Iterable[tuple[str, np.ndarray | torch.Tensor]], batch_size: int, ctx: NodeContext
+) -> Iterator[Batch]:
+    """Frames of one shape and kind stacked into batches; 8-bit ones as B x C x H x W uint8
+    (laid out channels-last, as decoded, which is what resampling uint8 is fastest on)."""
+    for group in _group(frames, lambda item: (*item[1].shape, item[1].dtype), batch_size):
+        names = [name for name, _ in group]
+        if isinstance(group[0][1], np.ndarray):
+            stacked = np.stack([pixels for _, pixels in group])
+            data = torch.from_numpy(stacked).permute(0, 3, 1, 2)
+        else:
+            data = torch.stack([image for _, image in group])
+        group.clear()  # drop the single images before the batch travels on
+        yield Batch(data.to(ctx.device), names)
 
 
 # -- fingerprints: what the cache must see change ---------------------------------------------
@@ -175,7 +170,7 @@ def _image_fingerprint(params: dict[str, Any]) -> str:
 
 def _images_fingerprint(params: dict[str, Any]) -> str:
     try:
-        files = list_images(params["path"])
+        files = list_images(params["path"], bool(params.get("recursive")))
     except (ValueError, OSError):
         return "no files"
     states = []
@@ -189,23 +184,64 @@ def _images_fingerprint(params: dict[str, Any]) -> str:
 
 # -- nodes -------------------------------------------------------------------------------------
 
+_READ_PARAMS = {
+    "frames": Choice(
+        FRAME_CHOICES,
+        "first",
+        help="first: one image per file; all: every frame or page, named <name>#1, #2, ...",
+    ),
+    "color_management": Bool(
+        True, help="convert images with an embedded ICC colour profile to sRGB"
+    ),
+    "max_pixels": Int(
+        DEFAULT_MAX_PIXELS,
+        min=1,
+        help="refuse frames of more pixels (decompression bombs); raise it for huge scans",
+    ),
+    "rescale": Bool(
+        False,
+        help="scale float and 32-bit integer images outside 0..1 by their own min..max "
+        "(off: such files are skipped, saying their range)",
+    ),
+}
+
 
 @node(
     "load_image",
-    outputs={"image": Output(IMAGE, help="the image, a batch of one")},
-    params={"path": PathParam(help="an image file (png, jpg, bmp, tif, webp, ...)")},
+    outputs={"image": Output(IMAGE, help="the image, a batch of one (or one per frame)")},
+    params={
+        "path": PathParam(help="an image file (png, jpg, tif, webp, gif, bmp)"),
+        **_READ_PARAMS,
+    },
     mode="source",
     fingerprint=_image_fingerprint,
+    reads=("path",),
 )
-def load_image(*, path: str, ctx: NodeContext) -> Stream:
-    """Load one image file as a batch of one.
+def load_image(
+    *,
+    path: str,
+    frames: str,
+    color_management: bool,
+    max_pixels: int,
+    rescale: bool,
+    ctx: NodeContext,
+) -> Stream:
+    """Load one image file as a batch of one; with frames = all, each frame is an image.
 
-    Gray files (8 or 16 bit, 1 bit) load as 1 channel; everything else (RGB, palette, CMYK,
-    with or without alpha) as RGB, alpha dropped. The item's name is the file's stem.
+    Gray files (1, 8 or 16 bit) load as 1 channel; everything else (RGB, palette, CMYK,
+    with or without alpha) as RGB, alpha dropped. 16-bit files keep their 16 bits; float
+    TIFFs are read as they are. The EXIF orientation is applied and an embedded colour
+    profile converted to sRGB. The item's name is the file's stem.
     """
     file = Path(path)
-    image = read_image(file)[None].to(ctx.device)
-    return Stream.of(image, [file.stem])
+    options = DecodeOptions(frames, color_management, max_pixels)
+    decoded = decode_file(file, options)
+    try:
+        images = [(name, _as_tensor(pixels, rescale)) for name, pixels in decoded]
+    except OutOfRange as exc:
+        raise UnreadableImage(file, str(exc)) from None
+    batches = list(_batches(images, len(images), ctx))
+    return Stream(lambda: iter(batches), total=len(batches), single=len(images) == 1)
 
 
 @node(
@@ -213,91 +249,147 @@ def load_image(*, path: str, ctx: NodeContext) -> Stream:
     outputs={"image": Output(IMAGE, help="the images, streamed in batches")},
     params={
         "path": PathParam(
-            help="a folder (its png/jpg/jpeg/bmp/tif/tiff/webp files, sorted by name) "
-            "or a glob pattern like 'photos/*.jpg'"
+            help="a folder (its png/jpg/tif/webp/gif/bmp files, in natural order) "
+            "or a glob pattern like 'photos/*.jpg' ('**' reaches into sub-folders)"
         ),
+        "recursive": Bool(False, help="take a folder's sub-folders too"),
+        **_READ_PARAMS,
         "batch_size": Int(
             8, min=1, max=1024, help="most images per batch; a change of size starts a new one"
         ),
     },
     mode="source",
     fingerprint=_images_fingerprint,
+    reads=("path",),
 )
-def load_images(*, path: str, batch_size: int, ctx: NodeContext) -> Stream:
-    """Stream the images of a folder or a glob pattern in mini-batches.
-
-    A folder means its image files (not its subfolders), sorted by name. Files are decoded
-    only as the stream is read, one batch at a time, so memory stays flat. Images of
-    different sizes or channel counts cannot share a tensor: a batch ends where they change.
-    An unreadable file is reported as an item error and skipped. Item names are file stems.
-    """
-    files = list_images(path)
-    groups = file_batches(files, header_shapes(files), batch_size, ctx)
-
-    def produce() -> Iterator[Batch]:
-        for group in groups:
-            batch = decode_batch(group, ctx)
-            if batch is not None:
-                yield batch
-
-    return Stream(produce, total=len(groups))
-
-
-def file_batches(
-    files: list[Path],
-    shapes: list[tuple[int, int, int] | None],
+def load_images(
+    *,
+    path: str,
+    recursive: bool,
+    frames: str,
+    color_management: bool,
+    max_pixels: int,
+    rescale: bool,
     batch_size: int,
     ctx: NodeContext,
-) -> list[list[Path]]:
-    """The files of each batch: consecutive files of one header shape, `batch_size` at most.
+) -> Stream:
+    """Stream the images of a folder or a glob pattern in mini-batches.
 
-    Batches are made from the headers alone, so they are known before anything is decoded
-    (the Ray engine decodes them on its workers). A file whose header is unreadable is
-    reported as an item error and left out.
+    Files come in natural order (frame_2 before frame_10). An item's name is the file's
+    path under the folder (or the pattern's leading folders) without its extension:
+    `a/photo`, `b/photo`; files that differ only in extension keep it (`photo.png`,
+    `photo.jpg`). Files are decoded only as the stream is read, so memory stays flat.
+    Images of different sizes or channel counts cannot share a tensor: a batch ends where
+    they change. Files are decoded on worker threads ahead of the graph
+    (`NODEFLOW_IO_THREADS`, default: the cores), and 8-bit files stay 8-bit until a node
+    needs floats. A file that cannot be read, or is refused (too many pixels, values out of
+    range), is reported as an item error with the reason and skipped.
     """
-    readable = []
-    for file, shape in zip(files, shapes, strict=True):
-        if shape is None:
-            _report_unreadable(file, ctx)
-        else:
-            readable.append((file, shape))
-    return [
-        [file for file, _ in group] for group in _group(readable, lambda item: item[1], batch_size)
+    files = list_images(path, recursive)
+    names = item_names(files, image_root(path))
+    options = DecodeOptions(frames, color_management, max_pixels)
+    shapes = [shape for file in files for shape in probe_file(file, options)]
+    total = sum(1 for _ in _group(shapes, lambda shape: shape, batch_size))
+
+    def produce() -> Iterator[Batch]:
+        def read(item: tuple[Path, str]) -> list[tuple[str, np.ndarray | torch.Tensor]]:
+            ctx.check_cancelled()
+            return _read_frames(*item, options, rescale, ctx)
+
+        decoded = ordered_map(read, zip(files, names, strict=True), ahead=2 * batch_size)
+        yield from _batches((frame for frames in decoded for frame in frames), batch_size, ctx)
+
+    return Stream(produce, total=total)
+
+
+# -- a folder's batches planned from headers (the Ray engine decodes them on its workers) ------
+
+FileFrames = tuple[str, str, tuple[str, ...] | None, bool]
+"""One file's part of a planned batch: path, item name, the frames it gives to this batch
+(None: whatever it decodes to) and whether this part reports the file's errors."""
+
+
+def folder_options(params: dict[str, Any]) -> tuple[list[Path], list[str], DecodeOptions]:
+    """The files of a `load_images` node, their item names and how to decode them."""
+    files = list_images(params["path"], bool(params.get("recursive")))
+    return files, item_names(files, image_root(params["path"])), decode_options(params)
+
+
+def decode_options(params: dict[str, Any]) -> DecodeOptions:
+    """How a `load_images` node's params say to decode its files."""
+    return DecodeOptions(params["frames"], params["color_management"], params["max_pixels"])
+
+
+def planned_batches(
+    files: list[Path],
+    names: list[str],
+    probes: list[list[tuple[int, int, int]]],
+    batch_size: int,
+) -> list[list[FileFrames]]:
+    """The batches `load_images` makes, planned from the files' probed frame shapes.
+
+    Frames are grouped exactly as `_batches` groups them once decoded (consecutive, one shape,
+    `batch_size` at most), so both engines make the same batches whenever the headers tell
+    the truth. A file whose header is unreadable joins the batch before it (the first, if
+    none): decoding it there reports it as locally, or adds its frames if it does decode.
+    """
+    frames = [
+        (index, _frame_name(names[index], n, len(shapes)), shape)
+        for index, shapes in enumerate(probes)
+        for n, shape in enumerate(shapes, start=1)
     ]
+    groups = list(_group(frames, lambda frame: frame[2], batch_size))
+    batches: list[list[FileFrames]] = [[] for _ in groups] or [[]]
+    batch_of: dict[int, int] = {}
+    for number, group in enumerate(groups):
+        for index, frame_name, _ in group:
+            batch_of.setdefault(index, number)
+            part = batches[number]
+            if part and part[-1][0] == str(files[index]):
+                path, name, taken, reports = part[-1]
+                part[-1] = (path, name, (*(taken or ()), frame_name), reports)
+            else:
+                first = batch_of[index] == number
+                part.append((str(files[index]), names[index], (frame_name,), first))
+    current = 0
+    for index, shapes in enumerate(probes):
+        if shapes:
+            current = batch_of[index]
+        else:
+            batches[current].append((str(files[index]), names[index], None, True))
+    return batches if frames or any(batches) else []
 
 
-def header_shapes(files: list[Path]) -> list[tuple[int, int, int] | None]:
-    """The C x H x W each file's header announces, None where it is unreadable."""
-    return [_header_shape(file) for file in files]
+def _frame_name(name: str, number: int, count: int) -> str:
+    """The item name `decode_file` gives frame `number` of `count`."""
+    return name if count == 1 else f"{name}#{number}"
 
 
-def decode_batch(files: list[Path], ctx: NodeContext) -> Batch | None:
-    """One batch of files decoded on ctx.device; unreadable files are reported and skipped
-    (None when none of them could be read)."""
-    decoded = list(_decode_all(files, ctx))
-    if not decoded:
+class _Unreported:
+    """A stand-in context for the second part of a file split over two batches: the
+    file's errors are reported once, by its first part."""
+
+    def item_error(self, item: str, message: str) -> None:
+        pass
+
+
+def read_planned(
+    parts: list[FileFrames], options: DecodeOptions, rescale: bool, ctx: NodeContext
+) -> Batch | None:
+    """Decode one planned batch as `load_images` would (uint8 stays uint8); None if nothing
+    in it could be read. Frames that decode to different shapes or kinds than their headers
+    promised become floats so the batch still stacks, or fail the batch if sizes differ."""
+    frames: list[tuple[str, np.ndarray | torch.Tensor]] = []
+    for path, name, taken, reports in parts:
+        read = _read_frames(Path(path), name, options, rescale, ctx if reports else _Unreported())
+        frames.extend(item for item in read if taken is None or item[0] in taken)
+    if not frames:
         return None
-    data = torch.stack([image for _, image in decoded]).to(ctx.device)
-    return Batch(data, [name for name, _ in decoded])
-
-
-def _report_unreadable(file: Path, ctx: NodeContext) -> None:
-    try:
-        read_image(file)
-    except UnreadableImage as exc:
-        ctx.item_error(str(file), exc.reason)
-
-
-def _decode_all(files: list[Path], ctx: NodeContext) -> Iterator[tuple[str, torch.Tensor]]:
-    """(stem, C x H x W) for each readable file; unreadable ones are reported and skipped."""
-    for path in files:
-        ctx.check_cancelled()
-        try:
-            image = read_image(path)
-        except UnreadableImage as exc:
-            ctx.item_error(str(path), exc.reason)
-            continue
-        yield path.stem, image
+    batches = list(_batches(frames, len(frames), ctx))
+    if len(batches) == 1:
+        return batches[0]
+    data = torch.cat([as_float(batch.data) for batch in batches])
+    return Batch(data, [name for batch in batches for name in batch.names])
 
 
 def _sample_folder() -> Path:
@@ -399,66 +491,87 @@ def _check_pattern(pattern: str) -> None:
         ) from None
 
 
-def _as_uint8(batch: torch.Tensor) -> np.ndarray:
-    """B x C x H x W in [0, 1] -> B x H x W x C uint8, rounding to the nearest level."""
+def _as_pixels(batch: torch.Tensor) -> np.ndarray:
+    """B x C x H x W in [0, 1] (or uint8 levels) -> B x H x W x C on the CPU, as it came."""
     if batch.dim() != 4 or batch.shape[1] not in (1, 3):
         raise ValueError(
             f"save_images writes 1- or 3-channel image batches (B x C x H x W), "
             f"got shape {tuple(batch.shape)}"
         )
-    levels = (batch.detach().float() * 255).round().clamp(0, 255).to(torch.uint8)
-    return levels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
-def write_image(path: Path, pixels: np.ndarray, file_format: str, graph_json: str = "") -> None:
-    """Write H x W x C uint8 pixels atomically; a PNG carries `graph_json` in its metadata."""
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-    options: dict[str, Any] = {"quality": 95}
-    if file_format == "png":
-        info = PngInfo()
-        if graph_json:
-            info.add_text(GRAPH_METADATA_KEY, graph_json, zip=True)
-        options = {"pnginfo": info}
-    with atomic_path(path) as tmp:
-        image.save(tmp, format=_SAVE_FORMATS[file_format], **options)
+    pixels = batch.detach() if batch.dtype == torch.uint8 else batch.detach().float()
+    return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 @node(
     "save_images",
-    inputs={"image": Input(IMAGE, help="the images to write")},
+    inputs={"image": Input(IMAGE, help="the images to write", uint8=True)},
     params={
         "folder": PathParam("out", help="where the files go; created if missing"),
         "pattern": Str(
             "{name}",
             help="file name without extension; fields {name}, {index} (0-based, e.g. "
-            "{index:04d}) and {node}",
+            "{index:04d}) and {node}; '/' makes sub-folders",
         ),
-        "format": Choice(tuple(_SAVE_FORMATS), "png", help="file format"),
+        "format": Choice(FORMATS, "png", help="file format"),
+        "bit_depth": Int(8, min=8, max=16, help="8 or 16 bits per channel (16: png, tiff)"),
+        "quality": Int(95, min=1, max=100, help="jpg and webp quality"),
+        "allow_input_folder": Bool(
+            False, help="write into a folder this run reads images from (originals may be replaced)"
+        ),
     },
     mode="collect",
     output_node=True,
+    writes={"folder": "folder"},
+    names=("pattern", "format"),
 )
-def save_images(image: Stream, *, folder: str, pattern: str, format: str, ctx: NodeContext) -> None:
+def save_images(
+    image: Stream,
+    *,
+    folder: str,
+    pattern: str,
+    format: str,
+    bit_depth: int,
+    quality: int,
+    allow_input_folder: bool,
+    ctx: NodeContext,
+) -> None:
     """Write every image of a stream to files in a folder.
 
     Files are named by `pattern` plus the format's extension: {name} is the item's name
-    (a loaded file's stem, a sample photo's name), {index} counts images from 0 across
-    the whole stream, {node} is this node's id. Each file is written atomically, so a
-    cancelled run leaves no half-written file. PNGs carry the graph that made them in a
-    "nodeflow:graph" text chunk. Values are rounded to 8 bits.
+    (a loaded file's path under its folder, so sub-folders are kept; a sample photo's
+    name), {index} counts images from 0 across the whole stream, {node} is this node's id.
+    Two images that would get the same file name are made unique (`photo-2.png`, ...).
+    A file already in the folder is replaced only when this node writes that same name,
+    never when it is read-only; other files are left alone. Validation refuses another
+    save_images writing the same names (pattern and format) into the folder, and a folder
+    the run reads images from unless allow_input_folder is true. Each file is written
+    atomically. PNG and TIFF files keep the graph that made them (`nodeflow graph-of
+    FILE`, `nodeflow run FILE`). 16-bit colour PNG is written by imagecodecs, TIFF by
+    tifffile, the rest by Pillow.
     """
     _check_pattern(pattern)
-    target = Path(folder)
-    target.mkdir(parents=True, exist_ok=True)
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth is 8 or 16, not {bit_depth}")
+    if bit_depth == 16 and format not in SIXTEEN_BIT_FORMATS:
+        raise ValueError(f"{format} holds 8 bits per channel; write png or tiff for 16")
+    target = output_folder(folder, ctx.output_root)
+    graph_json = ctx.graph_json if format in ("png", "tiff") else ""
+    claims = NameClaims()
     index = 0
-    for batch in image:
-        for name, pixels in zip(batch.names, _as_uint8(batch.data), strict=True):
-            ctx.check_cancelled()
-            stem = pattern.format(name=name, index=index, node=ctx.node_id)
-            path = target / f"{stem}.{format}"
-            write_image(path, pixels, format, ctx.graph_json)
-            ctx.wrote(path)
-            index += 1
+
+    def write(path: Path, pixels: np.ndarray) -> None:
+        write_image(path, to_levels(pixels, bit_depth), format, graph_json, quality)
+
+    with Writer() as writer:  # encoding runs on threads while the next batch is read
+        for batch in image:
+            for name, pixels in zip(batch.names, _as_pixels(batch.data), strict=True):
+                ctx.check_cancelled()
+                stem = pattern.format(name=safe_item_name(name), index=index, node=ctx.node_id)
+                path = claims.claim(file_in_folder(target, stem, f".{format}", ctx.output_root))
+                check_replaceable(path)
+                writer.submit(functools.partial(write, path, pixels))
+                ctx.wrote(path)
+                index += 1
 
 
 @hookimpl

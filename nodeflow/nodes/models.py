@@ -47,8 +47,9 @@ from nodeflow.api import (
     to_network,
 )
 from nodeflow.api import Path as PathParam
+from nodeflow.files.policy import check_replaceable, output_file
 from nodeflow.models import checkpoint as checkpoints
-from nodeflow.models.inference import lab_to_network, network_to_rgb, upsample
+from nodeflow.models.inference import lab_to_network, network_to_rgb, require_finite, upsample
 from nodeflow.training.losses import ColorBins
 
 SOURCE_BATCH = 16
@@ -110,7 +111,7 @@ def _size_text(images: torch.Tensor) -> str:
 # -- loading and saving -----------------------------------------------------------------------------
 
 
-def resolve_checkpoint(value: str) -> Path:
+def resolve_checkpoint(value: str | Path) -> Path:
     """The file `checkpoint` names: the path itself, else a shipped model of that name."""
     path = Path(value)
     if path.is_file():
@@ -146,7 +147,7 @@ def _checkpoint_fingerprint(params: dict[str, Any]) -> str:
     fingerprint=_checkpoint_fingerprint,
     inference=False,
 )
-def load_model(*, checkpoint: str, ctx: NodeContext) -> Model:
+def load_model(*, checkpoint: Path, ctx: NodeContext) -> Model:
     """Load a model checkpoint; its architecture is read from the file.
 
     A nodeflow .safetensors file names its architecture and hyperparameters in its
@@ -155,7 +156,10 @@ def load_model(*, checkpoint: str, ctx: NodeContext) -> Model:
     loads the pix2pix/CycleGAN reference implementation's `*_net_G.pth` (unet_256,
     unet_128, resnet_9blocks, resnet_6blocks; batch or instance norm) and `*_net_D.pth`
     (basic and n_layers PatchGAN, pixel) as they are, reading [-1, 1] like the reference.
-    A name without a suffix that is not a file loads the shipped model of that name.
+    With the nodeflow-spandrel plugin, community restoration and upscaling files (ESRGAN,
+    Real-ESRGAN, SwinIR, SCUNet, ...) load too, for `apply_model` to run. A wrapped state
+    dict is unwrapped (`params_ema` first) and a `module.` prefix dropped. A name without
+    a suffix that is not a file loads the shipped model of that name.
     """
     model = checkpoints.load_model(resolve_checkpoint(checkpoint))
     model.net.to(ctx.device).eval()
@@ -167,14 +171,17 @@ def load_model(*, checkpoint: str, ctx: NodeContext) -> Model:
     inputs={"model": Input(MODEL, help="the model to write")},
     params={"path": PathParam(help="the .safetensors file to write (suffix added if missing)")},
     output_node=True,
+    writes={"path": "file"},
 )
-def save_model(model: Model, *, path: str, ctx: NodeContext) -> None:
+def save_model(model: Model, *, path: Path, ctx: NodeContext) -> None:
     """Write a model to a safetensors checkpoint that `load_model` rebuilds alone.
 
     The file holds the weights and, in its metadata, the architecture id, hyperparameters,
     task and value range. It is written atomically: a cancelled run leaves no partial file.
     """
-    ctx.wrote(checkpoints.save_model(model, path))
+    target = output_file(path, ".safetensors", ctx.output_root)
+    check_replaceable(target)
+    ctx.wrote(checkpoints.save_model(model, target))
 
 
 # -- latent space ---------------------------------------------------------------------------------
@@ -225,7 +232,9 @@ def decode(latent: Latent, model: Model) -> torch.Tensor:
             f"decodes {expected[0]}: was it made by another model?"
         )
     net = prepare(model, latent.tensor.device)
-    return from_network(net.decode(latent.tensor).float(), info.value_range).contiguous()
+    decoded = net.decode(latent.tensor).float()
+    require_finite(decoded)
+    return from_network(decoded, info.value_range).contiguous()
 
 
 def _slerp_weights(
@@ -434,6 +443,44 @@ def translate(
 
 
 @node(
+    "apply_model",
+    inputs={
+        "image": Input(IMAGE),
+        "model": Input(
+            MODEL,
+            help="an image-to-image model: nodeflow's, or a community one (ESRGAN, SwinIR, ...)",
+        ),
+    },
+    outputs={"image": Output(IMAGE)},
+    params=dict(TILE_PARAMS),
+)
+def apply_model_node(
+    image: torch.Tensor, model: Model, *, tile: int, overlap: int, ctx: NodeContext
+) -> torch.Tensor:
+    """Run any image-to-image model on images: upscalers, denoisers, restorers, translators.
+
+    Works with nodeflow's own models and with community checkpoints loaded through the
+    nodeflow-spandrel plugin (ESRGAN, Real-ESRGAN Compact, SwinIR, SCUNet, DnCNN, ...).
+    The model's description decides the rest: images are padded to its size multiple and
+    cropped back (`scale` times larger for an upscaler); images over tile x tile pixels
+    run in overlapping tiles when the model allows it, and the tile shrinks on an
+    out-of-memory error. A model recorded as a colorizer gets the Lab lightness and gives
+    RGB; a super-resolution model trained on bicubic enlargements gets one. Gray images are
+    repeated to RGB, or RGB reduced to luma, when the model wants the other. A precision
+    the model does not support (`--precision fp16` for most transformer models) is refused,
+    and NaN or infinite outputs are an error, never a black image.
+    """
+    return translate(
+        image,
+        model,
+        tile=tile,
+        overlap=overlap,
+        ctx=ctx,
+        purposes=("image-to-image", "autoencoder"),
+    )
+
+
+@node(
     "unet",
     inputs={
         "image": Input(IMAGE),
@@ -445,11 +492,12 @@ def translate(
 def unet(
     image: torch.Tensor, model: Model, *, tile: int, overlap: int, ctx: NodeContext
 ) -> torch.Tensor:
-    """Translate images with an image-to-image model, prepared as its task asks.
+    """Translate images with an image-to-image model: the first name of `apply_model`.
 
-    The model's recorded task decides what goes in and out. "colorize": any gray or colour
-    image; its Lab lightness goes in, the predicted ab comes out, and the result is RGB
-    with the input's lightness. "superres": the small image goes in (bicubic-enlarged
+    It does exactly what `apply_model` does and stays so that graphs written for it keep
+    working. The model's recorded task decides what goes in and out. "colorize": any gray
+    or colour image; its Lab lightness goes in, the predicted ab comes out, and the result
+    is RGB with the input's lightness. "superres": the small image goes in (bicubic-enlarged
     first when the model was trained that way) and comes out `scale` times larger.
     Anything else ("denoise", "edges2photo", ...): image in, image out. Gray images are
     repeated to RGB, or RGB reduced to luma, when the model wants the other. Any size
@@ -457,14 +505,7 @@ def unet(
     pixels run in overlapping tiles when the model allows it (not instance-norm models,
     whose normalization depends on the whole image).
     """
-    return translate(
-        image,
-        model,
-        tile=tile,
-        overlap=overlap,
-        ctx=ctx,
-        purposes=("image-to-image", "autoencoder"),
-    )
+    return apply_model_node.fn(image, model, tile=tile, overlap=overlap, ctx=ctx)
 
 
 @node(
@@ -571,6 +612,7 @@ def discriminator_score(
         )
     x = to_network(_discriminator_input(image, condition, model, ctx.node_id), info.value_range)
     logits = forward(prepare(model, image.device), x).float()
+    require_finite(logits)
     if info.extra.get("gan_mode") == "lsgan":
         patches = logits.clamp(0.0, 1.0)
     else:
@@ -591,6 +633,7 @@ MODEL_NODES = (
     latent_interpolate,
     latent_sample,
     random_image,
+    apply_model_node,
     unet,
     cgan_generate,
     discriminator_score,

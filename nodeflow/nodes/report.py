@@ -26,6 +26,7 @@ from nodeflow.api import (
 )
 from nodeflow.api import Path as PathParam
 from nodeflow.atomic import write_text_atomic
+from nodeflow.files.policy import check_replaceable, output_file
 from nodeflow.images import contact_sheet
 
 PSNR_CAP = 100.0
@@ -160,15 +161,21 @@ def metrics(image: Stream, reference: Stream) -> dict[str, float]:
         "min": Output(FLOAT, help="lowest score"),
         "max": Output(FLOAT, help="highest score"),
     },
-    params={"file": PathParam(None, help="also write every image's score to this CSV file")},
+    params={
+        "file": PathParam(
+            None, help="also write every image's score to this .csv file (suffix added if missing)"
+        )
+    },
     mode="collect",
     output_node=True,
+    writes={"file": "file"},
 )
-def score_summary(score: Stream, *, file: str | None, ctx: NodeContext) -> dict[str, float]:
+def score_summary(score: Stream, *, file: Path | None, ctx: NodeContext) -> dict[str, float]:
     """Sum per-image scores up: mean, lowest and highest, optionally a CSV of each.
 
     The CSV has one row per image (`name,score`) in stream order and is written
-    atomically.
+    atomically. The node writes `.csv` files only: a name without a suffix gets `.csv`,
+    another suffix is refused, and so is a read-only file in the way.
     """
     names: list[str] = []
     values: list[torch.Tensor] = []
@@ -185,8 +192,8 @@ def score_summary(score: Stream, *, file: str | None, ctx: NodeContext) -> dict[
         writer.writerows(
             (name, f"{value:.6f}") for name, value in zip(names, scores.tolist(), strict=True)
         )
-        path = Path(file)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = output_file(file, ".csv", ctx.output_root)
+        check_replaceable(path)
         write_text_atomic(path, text.getvalue())
         ctx.wrote(path)
     return {"mean": scores.mean().item(), "min": scores.min().item(), "max": scores.max().item()}

@@ -11,18 +11,21 @@ unchanged graph does not train again.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from nodeflow.engine.context import NodeContext
+from nodeflow.files.policy import output_folder
 from nodeflow.models.checkpoint import new_model
 from nodeflow.models.inference import from_network, image_function, to_network, upsample
 from nodeflow.models.model import Model
-from nodeflow.node import Bool, Choice, Float, Input, Int, Output, Param, node
+from nodeflow.node import Bool, Choice, Float, Input, Int, Output, Param, Str, node
 from nodeflow.node import Path as PathParam
 from nodeflow.plugins import hookimpl
 from nodeflow.training.datasets import (
@@ -237,6 +240,11 @@ def _schedule_params(lr: float, steps: int = 1000) -> dict[str, Param]:
     }
 
 
+def _samples_folder(samples: str | None, ctx: NodeContext) -> str | None:
+    """The samples folder under the write policy: inside the run's output root, created."""
+    return None if samples is None else str(output_folder(samples, ctx.output_root))
+
+
 def upsampled_input(pair: PairBatch) -> torch.Tensor:
     """The input as same-size networks read it: superres inputs enlarged back (bicubic)."""
     if pair.task == "superres":
@@ -358,6 +366,7 @@ def _latent_statistics(
     mode="collect",
     persist=True,
     inference=False,
+    writes={"samples": "folder"},
 )
 def train_autoencoder(
     dataset: Stream,
@@ -374,7 +383,7 @@ def train_autoencoder(
     seed: int,
     time_budget: float | None,
     sample_every: int,
-    samples: str | None,
+    samples: Path | None,
     ctx: NodeContext,
 ) -> Model:
     """Train a convolutional autoencoder on a dataset; pairs (noisy, clean) make it denoise.
@@ -385,6 +394,7 @@ def train_autoencoder(
     that decode to plausible images. The model's task is the dataset's ("autoencode",
     "denoise", ...), so the `unet` node runs it as image in, image out.
     """
+    samples = _samples_folder(samples, ctx)
     schedule = Schedule(
         steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
     )
@@ -461,11 +471,90 @@ def _check_residual(first: PairBatch, loss: str) -> None:
         )
 
 
+def _channel_hparams(arch_id: str, pair_channels: tuple[int, int]) -> dict[str, int]:
+    """The channel hyperparameters an architecture takes, set to the pairs' channel counts.
+
+    An architecture whose defaults name `in_channels` and `out_channels` gets both; one
+    naming a single `channels` gets it when inputs and targets have the same count.
+    """
+    defaults = new_model(arch_id).info.hparams
+    found = {}
+    if "in_channels" in defaults:
+        found["in_channels"] = pair_channels[0]
+    if "out_channels" in defaults:
+        found["out_channels"] = pair_channels[1]
+    if "channels" in defaults and pair_channels[0] == pair_channels[1]:
+        found["channels"] = pair_channels[0]
+    return found
+
+
+def _network(
+    architecture: str, first: PairBatch, out_channels: int, fields: dict[str, Any], unet: dict
+) -> Model:
+    """A fresh network of `architecture` for these pairs: the U-Net from its params, or a
+    registered image-to-image architecture with its default hyperparameters and the pairs'
+    channel counts."""
+    if architecture == "unet":
+        return new_model("unet", _unet_hparams(first, out_channels, **unet), **fields)
+    from nodeflow.plugins import load_registry
+
+    known = load_registry().architectures
+    if architecture not in known:
+        raise ValueError(
+            f"no architecture {architecture!r} is registered; the registered ones: "
+            f"{', '.join(known)} (`nodeflow plugins` shows what each plugin registers)"
+        )
+    channels = (first.input.shape[1], out_channels)
+    model = new_model(architecture, _channel_hparams(architecture, channels), **fields)
+    if model.info.purpose != "image-to-image":
+        raise ValueError(
+            f"architecture {architecture!r} builds a {model.info.purpose}, not an "
+            "image-to-image network; train_unet trains image-to-image networks"
+        )
+    _check_channels(model, channels, f"architecture {architecture!r}")
+    return model
+
+
+def _check_channels(model: Model, channels: tuple[int, int], what: str) -> None:
+    have = (model.info.in_channels, model.info.out_channels)
+    if have != channels:
+        raise ValueError(
+            f"the {what} maps {have[0]} channels to {have[1]}, but the dataset's pairs map "
+            f"{channels[0]} to {channels[1]}; choose pairs or a network that agree"
+        )
+
+
+def _fine_tuned(model: Model, first: PairBatch, loss: str, device: torch.device) -> Model:
+    """A trainable copy of `model` (the input value itself is left as it is)."""
+    if model.info.purpose != "image-to-image":
+        raise ValueError(f"train_unet fine-tunes image-to-image models, got the {model.describe()}")
+    if loss == "classification" and "color_bins" not in model.info.extra:
+        raise ValueError(
+            "loss classification fine-tunes only a classification colorizer (one trained "
+            "with that loss); use L1 or L2 for this model"
+        )
+    out_channels = model.info.out_channels if loss == "classification" else first.target.shape[1]
+    _check_channels(model, (first.input.shape[1], out_channels), model.describe())
+    return Model(copy.deepcopy(model.net).to(device), model.info)
+
+
 @node(
     "train_unet",
-    inputs={"dataset": Input(DATASET, help="pairs from pairs, aligned_pairs or folder_pairs")},
-    outputs={"model": Output(MODEL, help="the trained U-Net")},
+    inputs={
+        "dataset": Input(DATASET, help="pairs from pairs, aligned_pairs or folder_pairs"),
+        "model": Input(
+            MODEL,
+            optional=True,
+            help="a model to fine-tune instead of training a new network (it is copied)",
+        ),
+    },
+    outputs={"model": Output(MODEL, help="the trained network")},
     params={
+        "architecture": Str(
+            "unet",
+            help="the network to train: unet (set up by num_downs, ngf, norm, dropout) or any "
+            "registered image-to-image architecture, such as a plugin's",
+        ),
         **UNET_PARAMS,
         "loss": Choice(
             ("L1", "L2", "classification"), "L1", help="L1, L2, or colorization classification"
@@ -485,10 +574,13 @@ def _check_residual(first: PairBatch, loss: str) -> None:
     mode="collect",
     persist=True,
     inference=False,
+    writes={"samples": "folder"},
 )
 def train_unet(
     dataset: Stream,
+    model: Model | None,
     *,
+    architecture: str,
     num_downs: int,
     ngf: int,
     norm: str,
@@ -504,11 +596,15 @@ def train_unet(
     seed: int,
     time_budget: float | None,
     sample_every: int,
-    samples: str | None,
+    samples: Path | None,
     ctx: NodeContext,
 ) -> Model:
-    """Train a U-Net (pix2pix's generator) on a dataset of pairs with a pixel loss.
+    """Train a U-Net (pix2pix's generator), or another image-to-image network, on pairs.
 
+    `architecture` picks the network: the U-Net, or any registered image-to-image
+    architecture (a plugin's), built with its default hyperparameters and the pairs'
+    channel counts (its `in_channels`/`out_channels`, or `channels`). A linked `model` is
+    fine-tuned instead: a copy of it trains, keeping its architecture and task settings.
     The model records the dataset's task, so the `unet` node prepares inputs the same way:
     colorize models read lightness and return RGB, superres models read the small image
     (enlarged with bicubic interpolation before the network, as in training) and return
@@ -520,11 +616,18 @@ def train_unet(
     network), recorded in the model so the `unet` node applies it the same way; for
     restoration, where the input is most of the answer, this trains much faster and better. Pair sides must be multiples of 2**num_downs.
     """
+    samples = _samples_folder(samples, ctx)
     schedule = Schedule(
         steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
     )
 
     def build(first: PairBatch) -> ImageTrainer:
+        if model is not None:
+            tuned = _fine_tuned(model, first, loss, ctx.device)
+            _check_size(first, tuned, tuned.describe())
+            prepare_module(tuned.net, ctx.device)
+            bins = ColorBins.from_extra(tuned.info.extra, ctx.device)
+            return ImageTrainer(tuned, lr, loss, bins if loss == "classification" else None)
         out_channels, bins = first.target.shape[1], None
         fields = _task_fields(first)
         if loss == "classification":
@@ -541,11 +644,11 @@ def train_unet(
         if residual:
             _check_residual(first, loss)
             fields["extra"] = {**fields.get("extra", {}), "residual": True}
-        hparams = _unet_hparams(first, out_channels, num_downs, ngf, norm, dropout)
-        model = new_model("unet", hparams, **fields)
-        _check_size(first, model, "U-Net")
-        prepare_module(model.net, ctx.device)
-        return ImageTrainer(model, lr, loss, bins)
+        unet = {"num_downs": num_downs, "ngf": ngf, "norm": norm, "dropout": dropout}
+        network = _network(architecture, first, out_channels, fields, unet)
+        _check_size(first, network, "U-Net" if architecture == "unet" else architecture)
+        prepare_module(network.net, ctx.device)
+        return ImageTrainer(network, lr, loss, bins)
 
     trainer, outcome = fit(build, dataset, schedule, ctx)
     return _finish(trainer.model, outcome, schedule)
@@ -659,6 +762,7 @@ class Pix2PixTrainer:
     mode="collect",
     persist=True,
     inference=False,
+    writes={"samples": "folder"},
 )
 def train_pix2pix(
     dataset: Stream,
@@ -683,7 +787,7 @@ def train_pix2pix(
     seed: int,
     time_budget: float | None,
     sample_every: int,
-    samples: str | None,
+    samples: Path | None,
     ctx: NodeContext,
 ) -> dict[str, Model]:
     """Train a pix2pix conditional GAN: a generator and a PatchGAN discriminator.
@@ -700,6 +804,7 @@ def train_pix2pix(
     augmentation, Sinha et al. 2021): it learns that those are not real either, which
     makes it a realness scorer worth using on new images.
     """
+    samples = _samples_folder(samples, ctx)
     schedule = Schedule(
         steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
     )

@@ -29,6 +29,7 @@ from nodeflow.api import (
     hookimpl,
     node,
 )
+from nodeflow.images import as_float
 
 IMAGE_IN = {"image": Input(IMAGE)}
 IMAGE_OUT = {"image": Output(IMAGE)}
@@ -78,9 +79,17 @@ def _generator(seed: int, batch_index: int) -> torch.Generator:
 
 
 def _interpolate(image: torch.Tensor, height: int, width: int, mode: str) -> torch.Tensor:
-    """Resample to height x width, antialiased when shrinking, clamped to [0, 1]."""
+    """Resample to height x width, antialiased when shrinking, clamped to [0, 1].
+
+    8-bit images stay 8-bit for bilinear and nearest on the CPU, where torch resamples
+    uint8 directly (within one level of the float result, and about twice as fast).
+    """
     torch_mode = _INTERPOLATE_MODES[mode]
     antialias = torch_mode in ("bilinear", "bicubic")
+    if image.dtype == torch.uint8:
+        if image.device.type == "cpu" and torch_mode in ("bilinear", "nearest"):
+            return F.interpolate(image, size=(height, width), mode=torch_mode, antialias=antialias)
+        image = as_float(image)
     resized = F.interpolate(image, size=(height, width), mode=torch_mode, antialias=antialias)
     return resized.clamp(0.0, 1.0)
 
@@ -97,7 +106,7 @@ def grayscale(image: torch.Tensor) -> torch.Tensor:
 
 @node(
     "resize",
-    inputs=IMAGE_IN,
+    inputs={"image": Input(IMAGE, help="the images", uint8=True)},
     outputs=IMAGE_OUT,
     params={
         "size": Size(None, help="output size: one number for a square, or [height, width]"),

@@ -63,6 +63,11 @@ from nodeflow.training.datasets import PairBatch, as_pairs, pair_images, reading
 from nodeflow.types import Stream
 
 CHECKPOINT_FILE = "training.pt"
+FP16_TRAINING = (
+    "training does not run in fp16: it needs a gradient scaler around every step, which "
+    "this loop does not use; train with --precision fp32 (or bf16 on hardware with bf16 "
+    "units), then run the trained model in fp16"
+)
 CHECKPOINT_SECONDS = 60.0
 SAMPLE_ITEMS = 4
 RECENT_STEPS = 20
@@ -258,6 +263,8 @@ def fit(
     runs with the global RNG seeded from `schedule.seed`, so weight init is reproducible.
     A fresh run trains on that same pass, so its pairs are made once, not twice.
     """
+    if ctx.dtype == torch.float16:
+        raise ValueError(FP16_TRAINING)
     started = time.perf_counter()
     device = ctx.device
     ctx.manual_progress = True  # progress is counted in steps, not in dataset batches

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-import torch.nn.functional as F
-from PIL import Image
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -28,16 +26,18 @@ from textual.widgets import Static, TabbedContent, TabPane
 
 import nodeflow.tui.status as run_status
 from nodeflow.engine import CancelToken, Event, Executor, NodeProgress, RunResult, RunStarted
-from nodeflow.graph import Graph, GraphFileError, Problem
+from nodeflow.graph import FileChangedError, Graph, GraphFileError, Problem
+from nodeflow.node import NodeType
 from nodeflow.plugins import load_registry
 from nodeflow.registry import Registry
-from nodeflow.tui.commands import NodeTypeCommands
+from nodeflow.tui.commands import ChangeTypeCommands, NodeTypeCommands
 from nodeflow.tui.document import (
     AddNode,
     DeleteNode,
     Document,
     Edit,
     RenameNode,
+    SetComment,
     SetInput,
     SetParam,
 )
@@ -50,24 +50,33 @@ from nodeflow.tui.messages import (
     RunEnded,
     RunEventPosted,
 )
+from nodeflow.tui.panels import BORDERS, panel_widths
+from nodeflow.tui.previews import PreviewImages, fetch_images, image_outputs, no_image_reason
 from nodeflow.tui.screens.choice import ChoiceScreen
 from nodeflow.tui.screens.confirm_quit import ConfirmQuitScreen
 from nodeflow.tui.screens.help import HelpScreen
 from nodeflow.tui.screens.preview import PreviewScreen
 from nodeflow.tui.screens.prompt import PromptScreen
+from nodeflow.tui.settings import load_settings, save_setting
 from nodeflow.tui.status import RunBoard, State
 from nodeflow.tui.widgets.footer import KeyFooter
 from nodeflow.tui.widgets.graph_view import GraphView
 from nodeflow.tui.widgets.inspector import Inspector, LinkField
 from nodeflow.tui.widgets.node_list import NodeList
-from nodeflow.tui.widgets.preview import ImagePreview, to_pixels
+from nodeflow.tui.widgets.preview import ImagePreview
 from nodeflow.tui.widgets.problems import ProblemList
 from nodeflow.tui.widgets.run_panel import RunLog, RunPanel
 
-IMAGE_TYPES = {"Image", "Mask"}
-PREVIEW_MAX = 256
-"""Longest side, in pixels, of the images kept for previews (the panel is far smaller)."""
 _DISCONNECT = object()
+PANEL_KEYS = {
+    "nodes": "node list",
+    "graph": "graph",
+    "inspector": "inspector",
+    "tab-problems": "problems",
+    "tab-log": "log",
+    "tab-run": "run panel",
+}
+"""What the number keys 1 to 6 go to."""
 
 
 def open_graph(path: str | Path | None) -> tuple[Graph, list[Problem]]:
@@ -97,6 +106,13 @@ class MainScreen(Screen):
         Binding("d", "delete", "delete", tooltip="delete the selected node"),
         Binding("n", "rename", "rename", tooltip="rename the selected node"),
         Binding("D", "duplicate", "copy", tooltip="duplicate the selected node"),
+        Binding("t", "change_type", "type", tooltip="change the selected node's type in place"),
+        Binding(
+            "number_sign",
+            "comment",
+            "note",
+            tooltip="write a comment on the node (saved in the file)",
+        ),
         Binding("c", "connect", "link", tooltip="choose the output that feeds an input"),
         Binding("C", "disconnect", "unlink", tooltip="disconnect an input"),
         Binding("e", "edit", "edit", tooltip="edit the selected node's fields"),
@@ -107,10 +123,25 @@ class MainScreen(Screen):
         Binding("ctrl+r,ctrl+y", "redo", "redo", tooltip="redo what was undone"),
         Binding("ctrl+s", "save", "save", tooltip="save the graph file"),
         Binding("S", "save_as", "save as", tooltip="save under another name (.toml or .json)"),
-        Binding("g", "toggle_graph", "graph", tooltip="show or hide the graph panel"),
+        Binding(
+            "g", "toggle_graph", "graph", tooltip="the graph in place of the node list, or back"
+        ),
         Binding("v", "view", "view", tooltip="view the selected node's image full screen"),
+        Binding(
+            "left_square_bracket", "page(-1)", "image", tooltip="the previous image of the batch"
+        ),
+        Binding(
+            "right_square_bracket", "page(1)", tooltip="the next image of the batch", show=False
+        ),
+        Binding("b", "pin", "A/B", tooltip="pin this image as A; v then shows A beside B"),
         Binding("question_mark", "help", "help", tooltip="every key, and what each panel is for"),
         Binding("escape", "focus_nodes", tooltip="back to the node list", show=False),
+        *[
+            Binding(
+                str(number), f"focus_panel('{panel}')", tooltip=f"go to the {label}", show=False
+            )
+            for number, (panel, label) in enumerate(PANEL_KEYS.items(), start=1)
+        ],
     ]
 
     def __init__(self) -> None:
@@ -121,11 +152,21 @@ class MainScreen(Screen):
         self.previews: dict[str, Any] = {}
         self.run_number = 0
         self.cancel_token: CancelToken | None = None
+        self.exit_after_run = False
+        self.graph_mode = False
+        """`g`: the graph takes the node list's place."""
         self.stale_during_run: set[str] = set()
         self.preview_number = 0
         self.shown_sample: str | None = None
-        self.fetched: dict[str, tuple[Any, str]] = {}
-        """Preview pixels and caption by node, so moving the selection pulls no batch twice."""
+        self.fetched: dict[str, PreviewImages] = {}
+        """Preview images by node, so moving the selection pulls no batch twice."""
+        self.loading: set[str] = set()
+        self.edited_since_run: set[str] = set()
+        """Nodes with results an edit has since made stale."""
+        self.page = 0
+        """Which image of the selected node's batch the preview shows."""
+        self.pinned: tuple[str, Any, str] | None = None
+        """The node, image and caption pinned as A for an A/B comparison."""
 
     @property
     def doc(self) -> Document:
@@ -172,6 +213,7 @@ class MainScreen(Screen):
         """
         if touched:
             stale = self.doc.downstream(touched) | (touched - set(self.doc.graph.nodes))
+            self.edited_since_run |= {n for n in stale if self.board.get(n).state != State.IDLE}
             self.board.forget(stale)
             for node_id in stale:
                 for table in (self.outputs, self.previews, self.fetched):
@@ -184,6 +226,7 @@ class MainScreen(Screen):
         types = self._types()
         self.query_one(NodeList).show_nodes(self.doc.execution_order(), types, self.board)
         self.query_one(GraphView).show_graph(layout_graph(self.doc.graph), types, self.board)
+        self.fit_panels()
         problems = self.doc.problems()
         self.query_one(ProblemList).show_problems(problems)
         tab = self.query_one(TabbedContent).get_tab("tab-problems")
@@ -199,7 +242,11 @@ class MainScreen(Screen):
         if doc.dirty:
             left += "  [$text-warning]\\[modified][/]"
         self.query_one("#topbar-file", Static).update(left)
-        right = "[$text-accent]running… x cancels[/]" if self.board.running else ""
+        right = ""
+        if self.board.running and self.cancel_token is not None and self.cancel_token.cancelled:
+            right = "[$text-warning]stopping the run…[/]"
+        elif self.board.running:
+            right = "[$text-accent]running… x cancels[/]"
         device = self.app.device_name  # type: ignore[attr-defined]
         if device:
             right += f"  [$text-muted]{escape(device)}[/]"
@@ -216,6 +263,7 @@ class MainScreen(Screen):
             return
         self.selected = node_id
         self.shown_sample = None
+        self.page = 0
         self._show_selection()
 
     @on(NodeSelected)
@@ -264,6 +312,53 @@ class MainScreen(Screen):
         self.selected = rest[min(index, len(rest) - 1)] if rest else None
         self.apply(DeleteNode(deleted, label=f"delete {deleted}"))
         self.notify(f"Deleted {deleted} (u undoes)")
+
+    def action_comment(self) -> None:
+        if self._need_selection("comment on"):
+            return
+        node_id = self.selected
+        old = self.doc.graph.nodes[node_id].comment
+
+        def write(text: str | None) -> None:
+            if text is not None and text.strip() != old:
+                self.apply(SetComment(node_id, text.strip(), label=f"comment on {node_id}"))
+
+        title = f"Comment on {node_id} (saved as # lines above it; | starts a new line):"
+        shown = old.replace("\n", " | ")
+        self.app.push_screen(
+            PromptScreen(title, shown, lambda _text: None),
+            lambda text: write(None if text is None else text.replace(" | ", "\n")),
+        )
+
+    def action_change_type(self) -> None:
+        if self._need_selection("change the type of"):
+            return
+        from textual.command import CommandPalette
+
+        self.app.push_screen(
+            CommandPalette(
+                providers=[ChangeTypeCommands],
+                placeholder=f"Change {self.selected} to: type to search…",
+            )
+        )
+
+    def change_node_type(self, type_id: str) -> None:
+        if self.selected is None:
+            return
+        old = self.doc.graph.nodes[self.selected]
+        edit = self.doc.change_type(self.selected, type_id)
+        kept_params = [name for name in old.params if name in edit.spec.params]
+        kept_links = [name for name in old.inputs if name in edit.spec.inputs]
+        self.apply(edit)
+        parts = [f"{edit.spec.id} is now a {type_id}"]
+        if kept_params or kept_links:
+            parts.append("kept " + ", ".join(kept_params + kept_links))
+        dropped = [n for n in [*old.params, *old.inputs] if n not in kept_params + kept_links]
+        if dropped:
+            parts.append("dropped " + ", ".join(dropped))
+        if edit.unlink:
+            parts.append("unlinked " + ", ".join(f"{c}.{n}" for c, n in edit.unlink))
+        self.notify("; ".join(parts) + " (u undoes)")
 
     def action_rename(self) -> None:
         if self._need_selection("rename"):
@@ -401,15 +496,68 @@ class MainScreen(Screen):
             self.notify("This node has nothing to edit.")
 
     def action_focus_nodes(self) -> None:
-        if self.has_class("-narrow") and self.has_class("-graph-toggled"):
-            self.query_one(GraphView).focus()
-        else:
-            self.query_one(NodeList).focus()
+        nodes = self.query_one(NodeList)
+        (nodes if nodes.display else self.query_one(GraphView)).focus()
+
+    def action_focus_panel(self, panel: str) -> None:
+        if panel.startswith("tab-"):
+            tabs = self.query_one(TabbedContent)
+            tabs.active = panel
+            pane = tabs.get_pane(panel)
+            target = next((w for w in pane.query("*") if w.focusable), None)
+            if target is not None:
+                target.focus()
+            return
+        if (panel == "nodes" and self.graph_mode) or (
+            panel == "graph" and not self.query_one(GraphView).display
+        ):
+            self.action_toggle_graph()
+        if panel == "inspector":
+            inspector = self.query_one(Inspector)
+            field = next((w for w in inspector.query("*") if w.focusable), None)
+            (field or inspector).focus()
+            return
+        self.query_one(NodeList if panel == "nodes" else GraphView).focus()
 
     def action_toggle_graph(self) -> None:
-        self.toggle_class("-graph-toggled")
-        graph_shown = self.has_class("-narrow") == self.has_class("-graph-toggled")
-        self.query_one(GraphView if graph_shown else NodeList).focus()
+        """The graph in place of the node list, or back: the same at every width."""
+        self.graph_mode = not self.graph_mode
+        self.fit_panels()
+        self.query_one(GraphView if self.graph_mode else NodeList).focus()
+
+    def on_resize(self) -> None:
+        self.fit_panels()
+
+    def fit_panels(self) -> None:
+        """Panel widths from the terminal's width and what the panels hold; the preview as
+        tall as a square image as wide as the inspector."""
+        graph = self.query_one(GraphView)
+        nodes = self.query_one(NodeList)
+        inspector = self.query_one(Inspector)
+        widths = panel_widths(
+            self.size.width, nodes.content_width(), graph.graph_layout.width, self.graph_mode
+        )
+        compact = 0 < widths.nodes < nodes.content_width() + BORDERS
+        nodes.set_compact(compact)
+        spare = widths.nodes - (nodes.content_width(compact=True) + BORDERS) if compact else 0
+        if spare > 0:  # ids alone need less: the graph (or the inspector) takes the rest
+            wider = "graph" if widths.graph else "inspector"
+            widths = replace(widths, nodes=widths.nodes - spare)
+            widths = replace(widths, **{wider: getattr(widths, wider) + spare})
+        for widget, width in (
+            (nodes, widths.nodes),
+            (graph, widths.graph),
+            (inspector, widths.inspector),
+        ):
+            widget.display = width > 0
+            if width:
+                widget.styles.width = width
+        tallest = 8 if self.size.height < 34 else 24
+        inspector.query_one(ImagePreview).styles.height = max(
+            6, min((widths.inspector - 4) // 2, tallest)
+        )
+        if self.focused is not None and not self.focused.display:
+            self.action_focus_nodes()
 
     def _need_selection(self, verb: str) -> bool:
         if self.selected is None:
@@ -425,54 +573,108 @@ class MainScreen(Screen):
             return
         self._save(self.doc.path)
 
-    def action_save_as(self, then_quit: bool = False) -> None:
+    def action_save_as(self, then: Callable[[], None] | None = None) -> None:
         current = str(self.doc.path) if self.doc.path else "graph.toml"
 
         def save(path: str | None) -> None:
-            if path and self._save(Path(path)) and then_quit:
-                self.app.exit()
+            if path:
+                self._save(Path(path), then)
 
         self.app.push_screen(
             PromptScreen("Save as (.toml or .json):", current, _path_problem), save
         )
 
-    def _save(self, path: Path) -> bool:
+    def _save(
+        self, path: Path, then: Callable[[], None] | None = None, overwrite: bool = False
+    ) -> None:
+        """Save to `path`, then call `then`; ask first when the file changed on disk."""
         try:
-            written = self.doc.save(path)
+            written = self.doc.save(path, overwrite=overwrite)
+        except FileChangedError:
+            self._ask_overwrite(path, then)
+            return
         except (OSError, ValueError) as exc:
             self.notify(f"Could not save {path}: {exc}", severity="error")
-            return False
+            return
         self.notify(f"Saved {written}")
         self.refresh_title()
-        return True
+        if then is not None:
+            then()
 
-    def quit_guarded(self) -> None:
-        if not self.doc.dirty:
-            self.app.exit()
+    def _ask_overwrite(self, path: Path, then: Callable[[], None] | None) -> None:
+        def chosen(choice: str | None) -> None:
+            if choice == "overwrite":
+                self._save(path, then, overwrite=True)
+            elif choice == "save_as":
+                self.action_save_as(then)
+
+        options = [
+            ("Overwrite it with the graph as edited here", "overwrite"),
+            ("Save under another name…", "save_as"),
+            ("Cancel: leave the file as it is on disk", None),
+        ]
+        title = f"{path.name} changed on disk since it was opened (by another program?)."
+        self.app.push_screen(ChoiceScreen(title, options), chosen)
+
+    def quit_guarded(self, interrupt: bool = False) -> None:
+        """Quit, asking first when there are unsaved changes or a run is going.
+
+        `interrupt` (ctrl+c): stop a run at once, before asking anything.
+        """
+        if self.exit_after_run:
+            self.notify("Still stopping the run…; nodeflow quits as soon as it has stopped.")
+            return
+        if interrupt:
+            self._request_cancel()
+        running = self.board.running
+        if not self.doc.dirty and (not running or interrupt):
+            self.exit_when_stopped()
             return
 
         def decide(choice: str | None) -> None:
-            if choice == "discard":
-                self.app.exit()
+            if choice in ("discard", "quit"):
+                self.exit_when_stopped()
             elif choice == "save":
                 if self.doc.path is None:
-                    self.action_save_as(then_quit=True)
-                elif self._save(self.doc.path):
-                    self.app.exit()
+                    self.action_save_as(self.exit_when_stopped)
+                else:
+                    self._save(self.doc.path, self.exit_when_stopped)
 
         name = self.doc.path.name if self.doc.path else "The new graph"
-        self.app.push_screen(ConfirmQuitScreen(name), decide)
+        self.app.push_screen(
+            ConfirmQuitScreen(name, unsaved=self.doc.dirty, running=running), decide
+        )
 
-    def action_view(self) -> None:
-        preview = self.query_one(ImagePreview)
-        if preview.pixels is None:
-            self.notify("No image to view: run the graph (r) or up to this node (R) first.")
+    def exit_when_stopped(self) -> None:
+        """Quit now, or, while a run is going, cancel it and quit as soon as it has stopped.
+
+        A training node writes its resumable checkpoint when cancelled; quitting before the
+        run's thread ends would leave it training behind a blank screen.
+        """
+        if not self.board.running:
+            self.app.exit()
             return
-        caption = str(self.query_one("#preview-caption", Static).render())
-        self.app.push_screen(PreviewScreen(preview.pixels, caption))
+        self.exit_after_run = True
+        self._request_cancel()
+        self.notify("Stopping the run…; nodeflow quits as soon as it has stopped.")
+
+    def _request_cancel(self) -> None:
+        if self.board.running and self.cancel_token is not None:
+            self.cancel_token.cancel()
+            self.refresh_title()
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.app.help_sections()))  # type: ignore[attr-defined]
+        """Help, starting with the keys of the panel that has the focus."""
+        focused = self.focused
+        panel = None
+        while focused is not None and panel is None:
+            panel = next((p for p in FOCUSED_HELP if focused.id == p), None)
+            focused = focused.parent  # type: ignore[assignment]
+        sections = self.app.help_sections()  # type: ignore[attr-defined]
+        if panel is not None:
+            title, rows = FOCUSED_HELP[panel]
+            sections = [(f"Here: {title}", rows), *sections]
+        self.app.push_screen(HelpScreen(sections))
 
     # -- running ----------------------------------------------------------------------------
 
@@ -533,8 +735,11 @@ class MainScreen(Screen):
         if not self.board.running or self.cancel_token is None:
             self.notify("Nothing is running.")
             return
-        self.cancel_token.cancel()
-        self.notify("Cancelling at the next batch…")
+        self._request_cancel()
+        self.notify("Stopping the run at the next batch or step…")
+
+    def on_unmount(self) -> None:
+        self._request_cancel()
 
     @on(RunEventPosted)
     def _run_event(self, message: RunEventPosted) -> None:
@@ -543,6 +748,7 @@ class MainScreen(Screen):
             return
         event = message.event
         if isinstance(event, RunStarted):
+            self.edited_since_run -= set(event.nodes)
             self.query_one(RunPanel).start(event.nodes, self._types())
             self.refresh_title()
         changed = self.board.apply(event)
@@ -560,6 +766,9 @@ class MainScreen(Screen):
         if message.run != self.run_number:
             return
         self.board.running = False
+        if self.exit_after_run:
+            self.app.exit()
+            return
         result = message.result
         if result is None:
             self.board.abort()
@@ -586,7 +795,11 @@ class MainScreen(Screen):
     # -- output and preview -------------------------------------------------------------------
 
     def _show_output(self, progress: bool = False) -> None:
-        """The selected node's run status, output summary and image preview."""
+        """The selected node's run status, output summary and image preview.
+
+        The preview always belongs to the selected node: until its images are ready it
+        shows a note, never the image of the node selected before.
+        """
         inspector = self.query_one(Inspector)
         node_id = self.selected
         if node_id is None:
@@ -606,74 +819,156 @@ class MainScreen(Screen):
                 self.shown_sample = sample
                 self._load_preview(node_id, None, None, str(sample), node_id)
             return
-        spec = self.doc.graph.nodes[node_id]
-        node_type = self.doc.registry.node_type(spec.type)
-        image_outputs = [
-            name
-            for name, out in (node_type.outputs if node_type else {}).items()
-            if out.type.name in IMAGE_TYPES
-        ]
+        names = image_outputs(self._node_type(node_id))
         value = next(
-            (self.outputs[node_id][n] for n in image_outputs if n in self.outputs.get(node_id, {})),
+            (self.outputs[node_id][n] for n in names if n in self.outputs.get(node_id, {})),
             None,
         )
-        batch = self.previews.get(node_id) if image_outputs else None
+        batch = self.previews.get(node_id) if names else None
         if node_id in self.fetched:
-            inspector.show_preview(*self.fetched[node_id])
+            self._show_page()
         elif value is not None or batch is not None or sample:
             self.shown_sample = str(sample) if sample else None
-            label = f"{node_id}.{image_outputs[0]}" if image_outputs else f"{node_id} sample"
+            label = f"{node_id}.{names[0]}" if names else f"{node_id} sample"
+            inspector.show_preview(None, f"{label}: loading the preview…")
             self._load_preview(node_id, value, batch, str(sample) if sample else None, label)
-        elif not image_outputs:
+        elif not names:
             inspector.show_preview(None, "")
-        elif status.state in (State.WAITING, State.RUNNING):
-            inspector.show_preview(None, "running…")
         else:
-            inspector.show_preview(None, "Run the graph (r) or up to this node (R) to see it.")
+            inspector.show_preview(None, self._no_image_reason(node_id))
+
+    def _node_type(self, node_id: str) -> NodeType | None:
+        return self.doc.registry.node_type(self.doc.graph.nodes[node_id].type)
+
+    def _no_image_reason(self, node_id: str) -> str:
+        spec = self.doc.graph.nodes[node_id]
+        stale = node_id in self.edited_since_run
+        return no_image_reason(
+            node_id, spec.type, self._node_type(node_id), self.board.get(node_id), stale
+        )
+
+    def _show_page(self) -> None:
+        images = self.fetched[self.selected or ""]
+        self.page = min(self.page, len(images.images) - 1)
+        self.query_one(Inspector).show_preview(images.images[self.page], images.caption(self.page))
+
+    def action_page(self, step: int) -> None:
+        """The previous or next image of the selected node's batch."""
+        images = self.fetched.get(self.selected or "")
+        if images is None or len(images.images) < 2:
+            self.notify(
+                "There is only one image to show here." if images else "No images to page through."
+            )
+            return
+        self.page = (self.page + step) % len(images.images)
+        self._show_page()
 
     def _load_preview(
         self, node_id: str, value: Any, batch: Any, sample: str | None, label: str = ""
     ) -> None:
         self.preview_number += 1
+        self.loading.add(node_id)
         self._fetch_preview(self.preview_number, node_id, value, batch, sample, label)
 
     @work(thread=True, exclusive=True, group="preview")
     def _fetch_preview(
         self, number: int, node_id: str, value: Any, batch: Any, sample: str | None, label: str
     ) -> None:
-        """Get the first image of an output (pulling one batch of a stream) in a thread."""
+        """Get the images of an output (pulling one batch of a stream) in a thread."""
         try:
-            if value is None and batch is None:
-                image = Image.open(sample).convert("RGB")
-                image.thumbnail((PREVIEW_MAX, PREVIEW_MAX))
-                pixels = np.asarray(image)
-                caption = f"{label}: latest sample, {Path(sample).name}"
-            else:
-                data = batch.data if batch is not None else next(iter(value)).data
-                pixels = to_pixels(_shrink(data[:1]))
-                caption = f"{label}: first image of {len(data)} in the first batch"
+            message = PreviewReady(node_id, fetch_images(label, value, batch, sample))
         except Exception as exc:
-            pixels, caption = None, f"no preview: {exc}"
+            message = PreviewReady(node_id, None, f"{label}: no preview ({exc})")
         if number == self.preview_number:
-            self.post_message(PreviewReady(node_id, pixels, caption))
+            self.post_message(message)
 
     @on(PreviewReady)
     def _preview_ready(self, message: PreviewReady) -> None:
         message.stop()
-        if message.pixels is not None and message.node_id in self.outputs:
-            self.fetched[message.node_id] = (message.pixels, message.caption)
-        if message.node_id == self.selected:
-            self.query_one(Inspector).show_preview(message.pixels, message.caption)
+        self.loading.discard(message.node_id)
+        if message.images is not None:
+            self.fetched[message.node_id] = message.images
+        if message.node_id != self.selected:
+            return
+        if message.images is None:
+            self.query_one(Inspector).show_preview(None, message.error)
+        else:
+            self._show_page()
+
+    def action_view(self) -> None:
+        """The selected node's image full screen, beside the pinned one (A/B) if any."""
+        node_id = self.selected
+        if node_id is None:
+            self.notify("Select a node first: there is nothing to view.")
+            return
+        images = self.fetched.get(node_id)
+        if images is None:
+            if node_id in self.loading:
+                reason = f"{node_id}'s preview is still loading; v shows it when it is ready."
+            else:
+                reason = self._no_image_reason(node_id)
+            self.notify(reason, severity="warning", timeout=8)
+            return
+        panes = [(images.images[self.page], images.caption(self.page))]
+        if self.pinned is not None and self.pinned[0] != node_id:
+            panes.insert(0, (self.pinned[1], f"A  {self.pinned[2]}"))
+            panes[1] = (panes[1][0], f"B  {panes[1][1]}")
+        self.app.push_screen(PreviewScreen(panes))
+
+    def action_pin(self) -> None:
+        """Pin the selected node's image as A, to compare with others (v shows A and B)."""
+        node_id = self.selected
+        if self.pinned is not None and self.pinned[0] == node_id:
+            self.pinned = None
+            self.notify(f"Unpinned {node_id}.")
+            return
+        images = self.fetched.get(node_id or "")
+        if node_id is None or images is None:
+            self.notify(
+                "No image to pin here: "
+                + (self._no_image_reason(node_id) if node_id else "select a node."),
+                severity="warning",
+            )
+            return
+        self.pinned = (node_id, images.images[self.page], images.caption(self.page))
+        self.notify(f"Pinned {node_id} as A: select another node and press v to compare.")
 
 
-def _shrink(image: Any) -> Any:
-    """An image batch no larger than PREVIEW_MAX on its longest side."""
-    height, width = image.shape[-2:]
-    scale = PREVIEW_MAX / max(height, width)
-    if scale >= 1:
-        return image
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return F.interpolate(image.float(), size=size, mode="area")
+FOCUSED_HELP: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "nodes": (
+        "the node list",
+        [
+            ("up / down", "select the node above or below (everywhere)"),
+            ("home / end", "the first or the last node"),
+        ],
+    ),
+    "graph": (
+        "the graph",
+        [
+            ("up / down", "to the layer above (inputs) or below (what reads it)"),
+            ("left / right", "to the next box in the layer"),
+            ("home / end", "the first source, the last node of the bottom layer"),
+            ("click", "select a box"),
+        ],
+    ),
+    "inspector": (
+        "the inspector",
+        [
+            ("tab / shift+tab", "next / previous field"),
+            ("c", "on an input: choose the output that feeds it"),
+            ("empty a field", "the param's default applies (shown greyed)"),
+            ("esc", "back to the node list"),
+        ],
+    ),
+    "problems": (
+        "the problems",
+        [
+            ("up / down, home / end", "move through the problems"),
+            ("enter", "select the node at fault"),
+        ],
+    ),
+}
+"""Keys of the panel that has the focus, shown first in the help."""
 
 
 def _verdict(result: RunResult) -> str:
@@ -701,10 +996,10 @@ class NodeflowApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "nodeflow"
     COMMANDS = App.COMMANDS | {NodeTypeCommands}
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (34, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "quit", tooltip="quit (asks first if unsaved)", priority=True)
+        Binding("ctrl+q", "quit", "quit", tooltip="quit (asks first if unsaved)", priority=True),
+        Binding("ctrl+c", "interrupt", show=False, priority=True),
     ]
 
     def __init__(
@@ -713,6 +1008,7 @@ class NodeflowApp(App[None]):
         registry: Registry | None = None,
         executor: Executor | None = None,
         device: str = "auto",
+        precision: str = "fp32",
     ):
         super().__init__()
         self.registry = registry if registry is not None else load_registry()
@@ -721,10 +1017,18 @@ class NodeflowApp(App[None]):
         self._executor = executor
         self._executor_lock = threading.Lock()
         self.device = device
+        self.precision = precision
         self.device_name = str(executor.device) if executor is not None else ""
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
+
+    def on_mount(self) -> None:
+        """Start in the theme chosen last time, and remember the next choice."""
+        theme = load_settings().get("theme")
+        if isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
+        self.theme_changed_signal.subscribe(self, lambda t: save_setting("theme", t.name))
 
     @property
     def main(self) -> MainScreen:
@@ -734,15 +1038,26 @@ class NodeflowApp(App[None]):
         """The session's one executor, made on first use (from a run's thread)."""
         with self._executor_lock:
             if self._executor is None:
-                self._executor = Executor(self.registry, device=self.device)
+                # A graph taken from an image writes only under the current folder.
+                root = Path.cwd() if self.doc.graph.image is not None else None
+                self._executor = Executor(
+                    self.registry, device=self.device, precision=self.precision, output_root=root
+                )
                 self.device_name = str(self._executor.device)
             return self._executor
 
     def add_node(self, type_id: str) -> None:
         self.main.add_node(type_id)
 
+    def change_node_type(self, type_id: str) -> None:
+        self.main.change_node_type(type_id)
+
     async def action_quit(self) -> None:
         self.main.quit_guarded()
+
+    async def action_interrupt(self) -> None:
+        """ctrl+c: stop a run at once, then quit as ctrl+q does."""
+        self.main.quit_guarded(interrupt=True)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -778,7 +1093,9 @@ class NodeflowApp(App[None]):
                 [
                     ("ctrl+p", "command palette: every action, and add any node type"),
                     ("tab / shift+tab", "next / previous panel or field"),
-                    ("ctrl+q", "quit (asks first when there are unsaved changes)"),
+                    ("1 … 6", "go to the nodes, graph, inspector, problems, log, run panel"),
+                    ("ctrl+q", "quit (asks first with unsaved changes or a run going)"),
+                    ("ctrl+c", "stop the run if one is going, then quit as ctrl+q does"),
                 ],
             ),
         ]

@@ -21,6 +21,10 @@ import networkx as nx
 from nodeflow.graph import NODE_ID, Graph, Link, NodeSpec, Problem
 from nodeflow.registry import Registry
 
+REFERENCE_INPUTS = {"reference", "target", "ground_truth", "clean", "original"}
+"""Inputs that compare against the source a chain started from (auto-linking takes the
+farthest upstream output for them)."""
+
 
 class _Unset:
     def __repr__(self) -> str:
@@ -176,6 +180,54 @@ class SetInput:
         return {self.node_id}
 
 
+@dataclass
+class SetComment:
+    """Set a node's comment (saved as `#` lines above its table)."""
+
+    node_id: str
+    comment: str
+    label: str = "set comment"
+    _old: str = field(default="", repr=False)
+
+    def apply(self, graph: Graph) -> None:
+        spec = graph.nodes[self.node_id]
+        self._old, spec.comment = spec.comment, self.comment
+
+    def revert(self, graph: Graph) -> None:
+        graph.nodes[self.node_id].comment = self._old
+
+    def touched(self) -> set[str]:
+        return set()
+
+
+@dataclass
+class ChangeType:
+    """Make a node one of another type in place (see `Document.change_type`): `spec` is the
+    node as it becomes; the inputs in `unlink` read outputs it no longer gives."""
+
+    spec: NodeSpec
+    unlink: list[tuple[str, str]]
+    label: str = "change type"
+    _old: NodeSpec | None = field(default=None, repr=False)
+    _links: list[tuple[str, str, Link]] = field(default_factory=list, repr=False)
+
+    def apply(self, graph: Graph) -> None:
+        self._old = graph.nodes[self.spec.id]
+        graph.nodes[self.spec.id] = copy.deepcopy(self.spec)
+        self._links = []
+        for consumer, name in self.unlink:
+            self._links.append((consumer, name, graph.nodes[consumer].inputs.pop(name)))
+
+    def revert(self, graph: Graph) -> None:
+        assert self._old is not None
+        graph.nodes[self.spec.id] = self._old
+        for consumer, name, link in self._links:
+            graph.nodes[consumer].inputs[name] = link
+
+    def touched(self) -> set[str]:
+        return {self.spec.id} | {consumer for consumer, _name in self.unlink}
+
+
 def _put(table: dict[str, Any], key: str, value: Any) -> None:
     if value is UNSET:
         table.pop(key, None)
@@ -240,9 +292,13 @@ class Document:
         self.undo_stack.append(edit)
         return edit
 
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write the graph (TOML or JSON by suffix) and mark this state as saved."""
-        written = self.graph.save(path)
+    def save(self, path: str | Path | None = None, overwrite: bool = False) -> Path:
+        """Write the graph (TOML or JSON by suffix) and mark this state as saved.
+
+        Raises `FileChangedError` when the graph's file changed on disk since it was read,
+        unless `overwrite`.
+        """
+        written = self.graph.save(path, overwrite=overwrite)
         self._saved_at = self.undo_stack[-1] if self.undo_stack else None
         return written
 
@@ -323,28 +379,70 @@ class Document:
 
     def new_node(self, type_id: str, after: str | None = None) -> NodeSpec:
         """A node of `type_id` with a fresh id, its required inputs linked to what is nearest
-        `after` (the selected node and then its upstream), each to a different output."""
+        `after` (the selected node and then its upstream), each to a different output.
+
+        Names and roles come first: an input takes an output of its own name when one fits
+        (`model` from a `model` output), and a reference (`reference`, `target`, ...) takes
+        the farthest upstream output, the source the chain started from, not the
+        processed image next to it."""
         node_type = self.registry.nodes[type_id]
         spec = NodeSpec(self.unique_id(type_id.rsplit(".", 1)[-1]), type_id)
         if after is None or after not in self.graph.nodes:
             return spec
         g = self.graph.digraph()
-        distance = {
-            node_id: hops
-            for node_id, hops in nx.single_source_shortest_path_length(
-                g.reverse(copy=False), after
-            ).items()
-        }
+        distance = dict(nx.single_source_shortest_path_length(g.reverse(copy=False), after))
         used: set[Link] = set()
         for name, socket in node_type.inputs.items():
             if socket.optional:
                 continue
-            fitting = self._fitting_outputs(socket.type.name, set(), distance, after)
-            link = next((c for c in fitting if c not in used and c.node in distance), None)
-            if link is not None:
-                spec.inputs[name] = link
-                used.add(link)
+            fitting = [
+                link
+                for link in self._fitting_outputs(socket.type.name, set(), distance, after)
+                if link not in used and link.node in distance
+            ]
+            if name in REFERENCE_INPUTS:
+                fitting.sort(key=lambda link: -distance[link.node])
+            else:
+                fitting.sort(key=lambda link: link.output != name)
+            if fitting:
+                spec.inputs[name] = fitting[0]
+                used.add(fitting[0])
         return spec
+
+    def change_type(self, node_id: str, type_id: str) -> ChangeType:
+        """The edit that makes `node_id` a `type_id` in place: the params the new type takes
+        (with values it accepts) and the input links that fit it stay, and so do the links
+        of the nodes that read an output the new type gives with the same type."""
+        new_type = self.registry.nodes[type_id]
+        old = self.graph.nodes[node_id]
+        params = {
+            name: value
+            for name, value in old.params.items()
+            if name in new_type.params and new_type.params[name].check(value) is None
+        }
+        inputs = {
+            name: link
+            for name, link in old.inputs.items()
+            if name in new_type.inputs
+            and self._output_type(link) == new_type.inputs[name].type.name
+        }
+        spec = NodeSpec(node_id, type_id, params, inputs, old.comment)
+        unlink = []
+        for other in self.graph.nodes.values():
+            for name, link in other.inputs.items():
+                given = new_type.outputs.get(link.output)
+                if link.node == node_id and (
+                    given is None or given.type.name != self._output_type(link)
+                ):
+                    unlink.append((other.id, name))
+        return ChangeType(spec, unlink, label=f"change {node_id} to {type_id}")
+
+    def _output_type(self, link: Link) -> str | None:
+        """The type name of the output a link reads, if its node and output exist."""
+        source = self.graph.nodes.get(link.node)
+        source_type = self.registry.node_type(source.type) if source else None
+        output = source_type.outputs.get(link.output) if source_type else None
+        return output.type.name if output else None
 
     def duplicate(self, node_id: str) -> NodeSpec:
         """A copy of a node (same type, params and input links) under a fresh id."""

@@ -21,8 +21,9 @@ import networkx as nx
 from nodeflow.graph import Graph
 
 BOX_HEIGHT = 4
-STATUS_WIDTH = 6
-"""Room kept on a box's second line for its status (` 62%`, ` 0.12s`), so it never grows."""
+STATUS_WIDTH = 7
+"""Room kept on a box's second line for its status (` 62%`, ` 0.12s`, ` failed`), so it
+never grows."""
 MAX_INNER = 24
 GAP = 2
 
@@ -396,7 +397,8 @@ def _horizontal(cells: dict, nets: frozenset, x0: int, x1: int, row: int) -> Non
 
 def _junction(parts: list[tuple[frozenset, int]]) -> tuple[str, bool]:
     """The character for one cell, and whether lines cross there. Pieces whose nets meet
-    join; others cross, drawn as the vertical line passing over the horizontal one."""
+    join; others cross, drawn as the horizontal line passing over the vertical one (a
+    vertical line over a bus next to its corner read as `┌│───`, the bus cut off)."""
     groups: list[tuple[set, int]] = []  # nets, directions
     for nets, dirs in parts:
         joined = [group for group in groups if group[0] & nets]
@@ -408,8 +410,8 @@ def _junction(parts: list[tuple[frozenset, int]]) -> tuple[str, bool]:
         groups.append((merged_nets, merged_dirs))
     if len(groups) == 1:
         return _LINES.get(groups[0][1], " "), False
-    vertical = any(dirs & (_UP | _DOWN) for _nets, dirs in groups)
-    return ("│" if vertical else "─"), True
+    horizontal = any(dirs & (_LEFT | _RIGHT) for _nets, dirs in groups)
+    return ("─" if horizontal else "│"), True
 
 
 def _label_outputs(

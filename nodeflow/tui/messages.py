@@ -15,6 +15,7 @@ from textual.message import Message
 from nodeflow.engine.events import Event
 from nodeflow.engine.executor import RunResult
 from nodeflow.graph import Link
+from nodeflow.tui.previews import PreviewImages
 
 
 @dataclass
@@ -69,8 +70,8 @@ class RunEnded(Message):
 
 @dataclass
 class PreviewReady(Message):
-    """An image for the preview (RGB uint8 pixels, height x width x 3), or a note why not."""
+    """Images for a node's preview, or (`images` None) why there are none."""
 
     node_id: str
-    pixels: Any
-    caption: str
+    images: PreviewImages | None
+    error: str = ""

@@ -77,6 +77,9 @@ class NodeStatus:
     info: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, str] = field(default_factory=dict)
     skipped: int = 0
+    passes: int = 1
+    """Which pass over its data a node is on: a dataset a training node reads again each
+    epoch starts its count over, and says so rather than look restarted."""
 
     @property
     def glyph(self) -> str:
@@ -105,6 +108,8 @@ class NodeStatus:
         if self.state == State.RUNNING:
             count = f"{self.done}/{self.total}" if self.total else f"{self.done}"
             parts = [f"step {count}" if self.info else count]
+            if self.passes > 1:
+                parts.insert(0, f"pass {self.passes}")
             if self.eta is not None:
                 parts.append(f"eta {format_seconds(self.eta)}")
             if self.info:
@@ -163,6 +168,8 @@ class RunBoard:
             case NodeProgress(node=node, done=done, total=total, eta=eta, info=info):
                 status = self.nodes.setdefault(node, NodeStatus(State.RUNNING))
                 status.state = State.RUNNING
+                if done < status.done:
+                    status.passes += 1
                 status.done, status.total, status.eta = done, total, eta
                 status.info.update(info)
                 return {node}

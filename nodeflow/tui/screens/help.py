@@ -23,7 +23,7 @@ PANELS = [
 
 NOTES = (
     "The node list, the graph and the problems share one selection. Narrow terminals fold "
-    "the graph away: g shows it in place of the list. A run (r) runs what the file's output "
+    "the graph away; g puts the graph in place of the list at any width. A run (r) runs what the file's output "
     "nodes need, like `nodeflow run`; R runs what the selected node needs. Results stay in "
     "memory for the session, so a re-run recomputes only what an edit changed."
 )

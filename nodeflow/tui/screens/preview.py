@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -15,7 +15,8 @@ from nodeflow.tui.widgets.preview import ImagePreview
 
 
 class PreviewScreen(ModalScreen[None]):
-    """A full-screen half-block picture with its caption; any of esc, v or q closes it."""
+    """Full-screen half-block pictures side by side (one, or A and B), each with its
+    caption; any of esc, v or q closes it."""
 
     DEFAULT_CSS = """
     PreviewScreen {
@@ -27,8 +28,10 @@ class PreviewScreen(ModalScreen[None]):
             background: $surface;
             padding: 0 1;
         }
+        #preview-panes { height: 1fr; }
+        .preview-pane { width: 1fr; height: 1fr; }
         ImagePreview { height: 1fr; }
-        #preview-screen-caption { color: $text-muted; }
+        .preview-screen-caption { color: $text-muted; }
     }
     """
 
@@ -36,14 +39,17 @@ class PreviewScreen(ModalScreen[None]):
         Binding("escape,v,q", "app.pop_screen", "close"),
     ]
 
-    def __init__(self, pixels: np.ndarray, caption: str):
+    def __init__(self, panes: list[tuple[np.ndarray, str]]):
         super().__init__()
-        self.pixels, self.caption = pixels, caption
+        self.panes = panes
 
     def compose(self) -> ComposeResult:
         with Vertical(id="preview-box") as box:
             box.border_title = "Preview  (esc closes)"
-            preview = ImagePreview()
-            preview.show(self.pixels)
-            yield preview
-            yield Static(self.caption, id="preview-screen-caption", markup=False)
+            with Horizontal(id="preview-panes"):
+                for pixels, caption in self.panes:
+                    with Vertical(classes="preview-pane"):
+                        preview = ImagePreview()
+                        preview.show(pixels)
+                        yield preview
+                        yield Static(caption, classes="preview-screen-caption", markup=False)

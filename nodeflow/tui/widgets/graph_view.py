@@ -55,6 +55,10 @@ class GraphView(ScrollView, can_focus=True):
         ),
         Binding("left", "move('left')", tooltip="select the node to the left", show=False),
         Binding("right", "move('right')", tooltip="select the node to the right", show=False),
+        Binding("home", "move('first')", tooltip="select the first source", show=False),
+        Binding(
+            "end", "move('last')", tooltip="select the last node of the bottom layer", show=False
+        ),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -203,8 +207,10 @@ def _neighbour(layout: GraphLayout, current: str | None, direction: str) -> str 
     if not layout.layers:
         return None
     boxes = layout.boxes
-    if current not in boxes:
+    if direction == "first" or current not in boxes:
         return layout.layers[0][0] if layout.layers[0] else None
+    if direction == "last":
+        return layout.layers[-1][-1] if layout.layers[-1] else None
     layer_of = {node: n for n, layer in enumerate(layout.layers) for node in layer}
     here = boxes[current]
     n = layer_of[current]

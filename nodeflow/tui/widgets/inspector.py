@@ -8,6 +8,7 @@ Inputs are choice lists holding only the outputs whose type fits, nearest upstre
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual import on
@@ -19,9 +20,14 @@ from textual.widgets import Input, Label, Select, Static, Switch
 from nodeflow.graph import Link, parse_literal
 from nodeflow.node import Input as InputSocket
 from nodeflow.node import NodeType, Param
+from nodeflow.tui.completion import PathSuggester, shipped_model_names
 from nodeflow.tui.document import UNSET, Document
 from nodeflow.tui.messages import InputLinked, ParamEdited
 from nodeflow.tui.widgets.preview import ImagePreview
+
+NAME_WIDTH = 12
+NAME_WIDTH_MAX = 24
+"""Field names take the width of the longest of the node's, within these bounds."""
 
 
 def parse_text(param: Param, text: str) -> Any:
@@ -88,7 +94,7 @@ class ParamField(Vertical):
     ParamField {
         height: auto;
         .field-row { height: auto; }
-        .field-name { width: 12; padding-top: 0; }
+        .field-name { width: 12; padding-top: 0; text-wrap: nowrap; text-overflow: ellipsis; }
         .field-hint { width: auto; padding-left: 1; color: $text-muted; }
         Input, Select { width: 1fr; }
         SelectCurrent Static#label { text-wrap: nowrap; text-overflow: ellipsis; }
@@ -100,10 +106,14 @@ class ParamField(Vertical):
     }
     """
 
-    def __init__(self, node_id: str, name: str, param: Param, value: Any):
+    def __init__(
+        self, node_id: str, name: str, param: Param, value: Any, base_dir: Path | None = None
+    ):
         super().__init__(classes="param-field")
         self.node_id, self.param_name, self.param = node_id, name, param
         self.shown = value
+        self.base_dir = base_dir or Path.cwd()
+        self.models = shipped_model_names(name) if param.kind == "path" else []
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="field-row"):
@@ -112,9 +122,19 @@ class ParamField(Vertical):
             hint = _range(self.param)
             if hint:
                 yield Label(hint, classes="field-hint")
-        yield Static("", classes="field-error", markup=False)
+        yield Static(self._first_refusal(), classes="field-error", markup=False)
         if self.param.help:
             yield Static(self.param.help, classes="field-help", markup=False)
+        if self.models:
+            shipped = ", ".join(self.models)
+            yield Static(f"shipped: {shipped} (→ completes)", classes="field-help", markup=False)
+
+    def _first_refusal(self) -> str:
+        """A value read from the file that the param refuses, said at once."""
+        reason = refusal(self.param, self.shown) if self.shown is not UNSET else None
+        if reason:
+            self.add_class("-invalid")
+        return f"✗ {reason}" if reason else ""
 
     def _field(self) -> Input | Select | Switch:
         param, value = self.param, self.shown
@@ -122,12 +142,16 @@ class ParamField(Vertical):
         if param.kind == "choice":
             chosen = value if value is not UNSET else default
             options = [(choice, choice) for choice in param.choices]
+            prompt = "choose one"
+            if value is not UNSET and value not in param.choices:
+                prompt = f"{format_value(value)}: not a choice"
             return Select(
                 options,
                 value=chosen if chosen in param.choices else Select.NULL,
                 allow_blank=param.required or chosen not in param.choices,
                 compact=True,
                 type_to_search=False,
+                prompt=prompt,
             )
         if param.kind == "bool":
             on_value = value if isinstance(value, bool) else bool(default)
@@ -135,12 +159,16 @@ class ParamField(Vertical):
         placeholder = f"default {format_value(default)}" if default is not None else ""
         if param.required:
             placeholder = "required"
+        suggester = None
+        if param.kind == "path":
+            suggester = PathSuggester(self.base_dir, self.models)
         return Input(
             format_value(value),
             placeholder=placeholder,
             compact=True,
             validators=[ParamValidator(param)],
             validate_on=["changed"],
+            suggester=suggester,
         )
 
     def sync(self, value: Any) -> None:
@@ -166,6 +194,8 @@ class ParamField(Vertical):
         self.set_class(reason is not None, "-invalid")
         self.query_one(".field-error", Static).update(f"✗ {reason}" if reason else "")
         if reason is None and not self._same(value):
+            if self.param.kind == "float" and type(value) is int:
+                value = float(value)  # saved as 10.0: the file reads as the float it is
             self.shown = value
             self.post_message(ParamEdited(self.node_id, self.param_name, value))
 
@@ -198,7 +228,7 @@ class LinkField(Horizontal):
     DEFAULT_CSS = """
     LinkField {
         height: auto;
-        .field-name { width: 12; }
+        .field-name { width: 12; text-wrap: nowrap; text-overflow: ellipsis; }
         Select { width: 1fr; }
         SelectCurrent Static#label { text-wrap: nowrap; text-overflow: ellipsis; }
     }
@@ -256,6 +286,7 @@ class Inspector(VerticalScroll):
     Inspector {
         padding: 0 1;
         #inspector-title { text-style: bold; color: $text-accent; }
+        #inspector-comment { color: $text-muted; text-style: italic; }
         #inspector-summary { margin-bottom: 1; }
         .section { color: $text-primary; text-style: bold; margin-top: 0; }
         #inspector-output { color: $text-muted; }
@@ -275,6 +306,7 @@ class Inspector(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="inspector-title", markup=False)
+        yield Static("", id="inspector-comment", markup=False)
         yield Static("Select a node, or press a to add one.", id="inspector-summary", markup=False)
         yield Vertical(id="inspector-fields")
         yield Static("", id="inspector-output", markup=False)
@@ -314,6 +346,7 @@ class Inspector(VerticalScroll):
         title = self.query_one("#inspector-title", Static)
         summary = self.query_one("#inspector-summary", Static)
         about = self.query_one("#inspector-about", Static)
+        self._show_comment(spec.comment if spec else "")
         if spec is None:
             title.update("")
             summary.update("Select a node, or press a to add one.")
@@ -336,11 +369,16 @@ class Inspector(VerticalScroll):
         if node_type.params:
             widgets.append(Static("params", classes="section"))
             for name, param in node_type.params.items():
-                widgets.append(ParamField(spec.id, name, param, spec.params.get(name, UNSET)))
+                value = spec.params.get(name, UNSET)
+                widgets.append(ParamField(spec.id, name, param, value, doc.graph.base_dir))
         await fields.mount_all(widgets)
+        longest = max(map(len, [*node_type.inputs, *node_type.params]), default=0)
+        for label in fields.query(".field-name"):  # `sample_every` never runs into its value
+            label.styles.width = min(max(NAME_WIDTH, longest + 1), NAME_WIDTH_MAX)
 
     def _sync(self, doc: Document, force: bool) -> None:
         spec = doc.graph.nodes.get(self.node_id or "")
+        self._show_comment(spec.comment if spec else "")
         if spec is None:
             return
         for field in self.query(LinkField):
@@ -348,6 +386,11 @@ class Inspector(VerticalScroll):
         for field in self.query(ParamField):
             if force or not field.has_focus_within:
                 field.sync(spec.params.get(field.param_name, UNSET))
+
+    def _show_comment(self, comment: str) -> None:
+        comment_line = self.query_one("#inspector-comment", Static)
+        comment_line.update("\n".join(f"# {line}" for line in comment.splitlines()))
+        comment_line.display = bool(comment)
 
     def show_output(self, text: str) -> None:
         self.query_one("#inspector-output", Static).update(text)

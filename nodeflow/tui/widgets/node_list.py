@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widget import Widget
 from textual.widgets import DataTable
 
@@ -31,6 +32,11 @@ class NodeList(DataTable):
         STATE_CLASSES.values()
     )
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home", "scroll_top", tooltip="the first node", show=False),
+        Binding("end", "scroll_bottom", tooltip="the last node", show=False),
+    ]
+
     DEFAULT_CSS = """
     NodeList {
         height: 1fr;
@@ -42,21 +48,40 @@ class NodeList(DataTable):
         super().__init__(id=id, cursor_type="row", show_header=False)
         self.selected: str | None = None
         self.border_title = "Nodes"
-
-    def on_mount(self) -> None:
-        self.add_column("node", key="node")
-        self.add_column("type", key="type")
-        self.add_column("", key="status", width=STATUS_WIDTH - 1)
+        self.compact = False
+        """Without the type column, when the panel is too narrow for it."""
+        self._shown: tuple[list[str], dict[str, str], RunBoard] = ([], {}, RunBoard())
 
     def show_nodes(self, order: list[str], types: dict[str, str], board: RunBoard) -> None:
         """Rebuild the rows (after an edit) and keep the cursor on the selected node."""
+        self._shown = (order, types, board)
         with self.prevent(DataTable.RowHighlighted):
-            self.clear()
+            self.clear(columns=True)
+            self.add_column("node", key="node")
+            if not self.compact:
+                self.add_column("type", key="type")
+            self.add_column("", key="status", width=STATUS_WIDTH - 1)
             for node_id in order:
                 name, status = self._status_cells(board, node_id)
-                self.add_row(name, types[node_id], status, key=node_id)
+                cells = (name, status) if self.compact else (name, types[node_id], status)
+                self.add_row(*cells, key=node_id)
             self._move_to_selected()
         self.border_title = f"Nodes ({len(order)})"
+
+    def set_compact(self, compact: bool) -> None:
+        """Show or hide the type column (the graph and the inspector name the types too)."""
+        if compact != self.compact:
+            self.compact = compact
+            self.show_nodes(*self._shown)
+
+    def content_width(self, compact: bool = False) -> int:
+        """Columns the rows need: glyph and id, type (unless `compact`), status, and the
+        cells' padding."""
+        order, types, _board = self._shown
+        ids = max(map(len, order), default=4) + 2 + STATUS_WIDTH - 1 + 2 * 2
+        if compact:
+            return ids
+        return ids + max((len(types[node_id]) for node_id in order), default=4) + 2
 
     def show_selection(self, node_id: str | None) -> None:
         self.selected = node_id

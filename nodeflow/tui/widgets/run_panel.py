@@ -90,7 +90,6 @@ class RunLog(RichLog):
     DEFAULT_CSS = """
     RunLog {
         height: 1fr;
-        background: $surface;
         & > .run-log--ok { color: $text-success; }
         & > .run-log--error { color: $text-error; }
         & > .run-log--warning { color: $text-warning; }

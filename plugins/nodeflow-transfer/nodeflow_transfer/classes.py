@@ -17,18 +17,18 @@ class Example:
     label: int
 
 
-def read_class_folder(folder: str) -> tuple[list[str], list[Example]]:
+def read_class_folder(folder: str | Path) -> tuple[list[str], list[Example]]:
     """The class names (sub-folder names, sorted) and every image file with its class."""
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(
-            f"no folder {folder!r}; `folder` holds one sub-folder of images per class, "
+            f"no folder {str(folder)!r}; `folder` holds one sub-folder of images per class, "
             "e.g. classes/cat/*.jpg and classes/dog/*.jpg"
         )
     labels = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(labels) < 2:
         raise ValueError(
-            f"the folder {folder!r} has {len(labels)} class sub-folder(s); a classifier needs "
+            f"the folder {str(folder)!r} has {len(labels)} class sub-folder(s); a classifier needs "
             "at least two, one per class, each holding that class's images"
         )
     examples = []

@@ -71,8 +71,8 @@ def _folder_fingerprint(params: dict[str, Any]) -> str:
     return "\n".join(states)
 
 
-def _missing_weights(arch: str, weights: str | None) -> str:
-    what = "no `weights` file is set" if weights is None else f"there is no file {weights!r}"
+def _missing_weights(arch: str, weights: Path | None) -> str:
+    what = "no `weights` file is set" if weights is None else f"there is no file {str(weights)!r}"
     url = weights_url(arch)
     return (
         f"transfer.backbone needs the pretrained {arch} weights as a local file, and "
@@ -95,7 +95,7 @@ def _missing_weights(arch: str, weights: str | None) -> str:
     fingerprint=_weights_fingerprint,
     inference=False,
 )
-def backbone(*, arch: str, weights: str | None, ctx: NodeContext) -> Model:
+def backbone(*, arch: str, weights: Path | None, ctx: NodeContext) -> Model:
     """Load a pretrained torchvision backbone (resnet18, resnet50, vgg16) from a local file.
 
     The network is built without weights and loads the file you name: torchvision's own
@@ -112,11 +112,13 @@ def backbone(*, arch: str, weights: str | None, ctx: NodeContext) -> Model:
     if found is None:
         sample = ", ".join(list(state_dict)[:4])
         raise ValueError(
-            f"{weights!r} does not hold torchvision {arch} weights (its first keys: {sample}); "
+            f"{str(weights)!r} does not hold torchvision {arch} weights (its first keys: {sample}); "
             f"use the file from {weights_url(arch)} or another {arch} state dict"
         )
     if found != arch:
-        raise ValueError(f"{weights!r} holds {found} weights, not {arch}; set arch = {found!r}")
+        raise ValueError(
+            f"{str(weights)!r} holds {found} weights, not {arch}; set arch = {found!r}"
+        )
     model = build_backbone(state_dict, metadata)
     model.net.to(ctx.device).eval()
     return model
@@ -215,7 +217,7 @@ def features(
 def train_classifier(
     model: Model,
     *,
-    folder: str,
+    folder: Path,
     size: int,
     epochs: int,
     batch_size: int,
