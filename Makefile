@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	# torch first: pip takes this exact pair from the local disk on the dev and CI machines.
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[test]' $(foreach p,$(wildcard plugins/*/pyproject.toml),-e $(dir $(p)))
+	$(BIN)/pip install --quiet -e '.[test,ray]' $(foreach p,$(wildcard plugins/*/pyproject.toml),-e $(dir $(p)))
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +20,12 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_CANCELLED = 130
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _registry() -> Registry:
@@ -88,6 +96,22 @@ def main() -> None:
               help="Write every run event as a JSON line on stdout, for scripts.")  # fmt: skip
 @click.option("--traceback", "show_traceback", is_flag=True,
               help="Print the Python traceback of a failing node (for plugin authors).")  # fmt: skip
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine's threads; ray: folder passes on Ray Data (docs/scale.md).")  # fmt: skip
+@click.option("--ray-address", envvar="RAY_ADDRESS", metavar="ADDR",
+              help="A Ray cluster to join (also RAY_ADDRESS); default: start a local runtime.")  # fmt: skip
+@click.option("--ray-workers", type=click.IntRange(min=1), metavar="N",
+              help="CPUs of the local Ray runtime and most actors per model stage.")  # fmt: skip
+@click.option("--ray-gpus-per-worker", type=click.FloatRange(min=0), default=0.0, metavar="F",
+              help="GPUs each Ray worker that runs a model asks for (0.5: two share one).")  # fmt: skip
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train under torch DDP with N processes on this machine (torchrun).")  # fmt: skip
+@click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Machines that train together (with --nproc per machine).")  # fmt: skip
+@click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True,
+              help="This machine's number among --nnodes.")  # fmt: skip
+@click.option("--rdzv-endpoint", metavar="HOST:PORT",
+              help="torchrun's rendezvous: one machine's address, the same on all.")  # fmt: skip
 def run(
     graph_file: str,
     output_root: str | None,
@@ -100,6 +124,14 @@ def run(
     quiet: bool,
     events: str | None,
     show_traceback: bool,
+    engine: str,
+    ray_address: str | None,
+    ray_workers: int | None,
+    ray_gpus_per_worker: float,
+    nproc: int,
+    nnodes: int,
+    node_rank: int,
+    rdzv_endpoint: str | None,
 ) -> None:
     """Run GRAPH_FILE: everything its output nodes need, reusing cached results.
 
@@ -111,23 +143,48 @@ def run(
     a checkpoint it resumes from next time. A second signal while that checkpoint is being
     written waits for it; a third stops at once.
     """
+    from nodeflow import launch
     from nodeflow.cli_progress import ProgressView, print_results
     from nodeflow.engine.cache import Cache
     from nodeflow.engine.context import CancelToken
     from nodeflow.engine.device import DeviceError
     from nodeflow.engine.executor import Executor
+    from nodeflow.engine.ray_engine import RayOptions
     from nodeflow.graph import GraphFileError
+    from nodeflow.training import distributed
 
+    if (nproc > 1 or nnodes > 1) and "WORLD_SIZE" not in os.environ:
+        try:
+            command = launch.torchrun_command(sys.argv[1:], nproc, nnodes, node_rank, rdzv_endpoint)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        sys.exit(launch.relaunch(command))
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise click.UsageError("--engine ray needs Ray: pip install 'nodeflow[ray]'")
     registry = _registry()
     graph = _load(graph_file, registry, overrides)
+    follower = not distributed.is_main()
+    if distributed.world_size() > 1:
+        local_rank = os.environ.get("LOCAL_RANK", "0")
+        if device == "auto" and _cuda_available():
+            device = f"cuda:{local_rank}"
+        if follower:  # ranks above 0 train alongside rank 0 and write nothing
+            targets = tuple(launch.training_nodes(graph, registry, list(targets)))
+            quiet, events = True, None
+    cache_type = launch.ReadOnlyCache if follower else Cache
     root = Path(output_root) if output_root else Path.cwd() if graph.image else None
     try:
         executor = Executor(
-            registry, Cache(enabled=not no_cache), device=device, precision=precision,
-            fail_fast=fail_fast, output_root=root,
+            registry, cache_type(enabled=not no_cache), device=device, precision=precision,
+            fail_fast=fail_fast, output_root=root, engine=engine,
+            ray=RayOptions(ray_address, ray_workers, ray_gpus_per_worker),
         )  # fmt: skip
     except DeviceError as exc:
         raise click.UsageError(str(exc)) from None
+    distributed.join(executor.device)
+    if follower and not targets:  # nothing trains: rank 0 runs the graph alone
+        distributed.leave()
+        sys.exit(0)
 
     cancel = CancelToken()
     signals = 0
@@ -172,6 +229,9 @@ def run(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        distributed.leave()
+    if follower:
+        sys.exit(0 if result.ok or result.cancelled else EXIT_FAILED)
     if events is None:
         print_results(graph, registry, result, quiet=quiet, skipped=view.skipped)
     if result.cancelled:

@@ -7,11 +7,12 @@ registry, cache, device and precision, and call `run(graph, ...)` for each run. 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodeflow.engine.cache import Cache
 from nodeflow.engine.context import CancelToken
@@ -24,7 +25,13 @@ from nodeflow.graph import Graph, GraphFileError
 from nodeflow.registry import Registry
 from nodeflow.types import Batch
 
-__all__ = ["Executor", "NodeError", "RunResult"]
+if TYPE_CHECKING:
+    from nodeflow.engine.ray_engine import RayOptions
+
+__all__ = ["ENGINES", "Executor", "NodeError", "RunResult"]
+
+ENGINES = ("local", "ray")
+"""`local` runs on this machine's threads; `ray` runs folder passes on Ray Data."""
 
 
 @dataclass
@@ -59,6 +66,8 @@ class Executor:
         precision: str = "fp32",
         fail_fast: bool = False,
         output_root: Path | None = None,
+        engine: str = "local",
+        ray: RayOptions | None = None,
     ):
         self.registry = registry
         self.output_root = output_root
@@ -67,6 +76,10 @@ class Executor:
         self.precision = precision
         self.dtype = resolve_precision(precision)
         self.fail_fast = fail_fast
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+        self.engine = engine
+        self.ray = ray
 
     def run(
         self,
@@ -92,8 +105,18 @@ class Executor:
             output_root=self.output_root,
         )
         started = time.perf_counter()
-        run = LocalRun(plan, settings, emit, cancel or CancelToken())
-        run.emit(RunStarted(list(plan.steps), str(self.device), self.precision))
+        if self.engine == "ray":
+            from nodeflow.engine.ray_engine import RayOptions, RayRun
+
+            run: LocalRun = RayRun(
+                plan, settings, emit, cancel or CancelToken(), self.ray or RayOptions()
+            )
+        else:
+            run = LocalRun(plan, settings, emit, cancel or CancelToken())
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        run.emit(
+            RunStarted(list(plan.steps), str(self.device), self.precision, self.engine, world_size)
+        )
         run.demand(plan.targets)
         run.run()
         cancelled = run.stop.cancelled and not (self.fail_fast and run.failed)

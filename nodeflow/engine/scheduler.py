@@ -63,6 +63,10 @@ def _nothing() -> None:
     pass
 
 
+def _nothing_failed(_node_id: str) -> None:
+    pass
+
+
 @dataclass
 class RunSettings:
     """What a run is run with: device, precision, cache, failure policy."""
@@ -225,7 +229,7 @@ class LocalRun:
         def produce() -> Iterator[Batch]:
             streams, _ = self._closure(self.plan.steps[node_id])
             nodes = [n for n in self.plan.steps if n in streams]
-            steps = PassSteps(self, nodes, live=False)
+            steps = self.pass_steps(nodes, live=False)
             for produced in steps:
                 batch = produced.get(port)
                 if batch is END:
@@ -351,6 +355,12 @@ class LocalRun:
 
     # -- a pass --------------------------------------------------------------------------------
 
+    def pass_steps(
+        self, nodes: list[str], live: bool, on_fail: Callable[[str], None] = _nothing_failed
+    ) -> PassSteps:
+        """What steps a pass over `nodes` (the Ray engine steps it on a cluster)."""
+        return PassSteps(self, nodes, live=live, on_fail=on_fail)
+
     def _run_pass(
         self, nodes: list[str], channels: dict[Port, list[Channel]], drains: set[str]
     ) -> None:
@@ -363,7 +373,7 @@ class LocalRun:
                     for channel in port_channels:
                         channel.close(UpstreamFailed(node_id))
 
-        steps = PassSteps(self, nodes, live=True, on_fail=on_fail)
+        steps = self.pass_steps(nodes, live=True, on_fail=on_fail)
         settings = self.settings
         inference = all(self.plan.steps[n].node_type.inference for n in nodes)
         mode = compute_mode(settings.device, settings.dtype, inference)

@@ -52,6 +52,7 @@ from nodeflow.files.policy import (
     output_folder,
     safe_item_name,
 )
+from nodeflow.images import as_float
 from nodeflow.prefetch import Writer, ordered_map
 
 # Photo name -> file inside skimage.data's folder; read from there so nothing is downloaded.
@@ -299,6 +300,96 @@ def load_images(
         yield from _batches((frame for frames in decoded for frame in frames), batch_size, ctx)
 
     return Stream(produce, total=total)
+
+
+# -- a folder's batches planned from headers (the Ray engine decodes them on its workers) ------
+
+FileFrames = tuple[str, str, tuple[str, ...] | None, bool]
+"""One file's part of a planned batch: path, item name, the frames it gives to this batch
+(None: whatever it decodes to) and whether this part reports the file's errors."""
+
+
+def folder_options(params: dict[str, Any]) -> tuple[list[Path], list[str], DecodeOptions]:
+    """The files of a `load_images` node, their item names and how to decode them."""
+    files = list_images(params["path"], bool(params.get("recursive")))
+    return files, item_names(files, image_root(params["path"])), decode_options(params)
+
+
+def decode_options(params: dict[str, Any]) -> DecodeOptions:
+    """How a `load_images` node's params say to decode its files."""
+    return DecodeOptions(params["frames"], params["color_management"], params["max_pixels"])
+
+
+def planned_batches(
+    files: list[Path],
+    names: list[str],
+    probes: list[list[tuple[int, int, int]]],
+    batch_size: int,
+) -> list[list[FileFrames]]:
+    """The batches `load_images` makes, planned from the files' probed frame shapes.
+
+    Frames are grouped exactly as `_batches` groups them once decoded (consecutive, one shape,
+    `batch_size` at most), so both engines make the same batches whenever the headers tell
+    the truth. A file whose header is unreadable joins the batch before it (the first, if
+    none): decoding it there reports it as locally, or adds its frames if it does decode.
+    """
+    frames = [
+        (index, _frame_name(names[index], n, len(shapes)), shape)
+        for index, shapes in enumerate(probes)
+        for n, shape in enumerate(shapes, start=1)
+    ]
+    groups = list(_group(frames, lambda frame: frame[2], batch_size))
+    batches: list[list[FileFrames]] = [[] for _ in groups] or [[]]
+    batch_of: dict[int, int] = {}
+    for number, group in enumerate(groups):
+        for index, frame_name, _ in group:
+            batch_of.setdefault(index, number)
+            part = batches[number]
+            if part and part[-1][0] == str(files[index]):
+                path, name, taken, reports = part[-1]
+                part[-1] = (path, name, (*(taken or ()), frame_name), reports)
+            else:
+                first = batch_of[index] == number
+                part.append((str(files[index]), names[index], (frame_name,), first))
+    current = 0
+    for index, shapes in enumerate(probes):
+        if shapes:
+            current = batch_of[index]
+        else:
+            batches[current].append((str(files[index]), names[index], None, True))
+    return batches if frames or any(batches) else []
+
+
+def _frame_name(name: str, number: int, count: int) -> str:
+    """The item name `decode_file` gives frame `number` of `count`."""
+    return name if count == 1 else f"{name}#{number}"
+
+
+class _Unreported:
+    """A stand-in context for the second part of a file split over two batches: the
+    file's errors are reported once, by its first part."""
+
+    def item_error(self, item: str, message: str) -> None:
+        pass
+
+
+def read_planned(
+    parts: list[FileFrames], options: DecodeOptions, rescale: bool, ctx: NodeContext
+) -> Batch | None:
+    """Decode one planned batch as `load_images` would (uint8 stays uint8); None if nothing
+    in it could be read. Frames that decode to different shapes or kinds than their headers
+    promised become floats so the batch still stacks, or fail the batch if sizes differ."""
+    frames: list[tuple[str, np.ndarray | torch.Tensor]] = []
+    for path, name, taken, reports in parts:
+        read = _read_frames(Path(path), name, options, rescale, ctx if reports else _Unreported())
+        frames.extend(item for item in read if taken is None or item[0] in taken)
+    if not frames:
+        return None
+    batches = list(_batches(frames, len(frames), ctx))
+    if len(batches) == 1:
+        return batches[0]
+    data = torch.cat([as_float(batch.data) for batch in batches])
+    return Batch(data, [name for batch in batches for name in batch.names])
 
 
 def _sample_folder() -> Path:

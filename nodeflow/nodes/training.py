@@ -296,7 +296,6 @@ class ImageTrainer:
     def __init__(self, model: Model, lr: float, loss: str, bins: ColorBins | None = None):
         self.model = model
         self.net = model.net
-        self.function = image_function(model.net, model.info)
         self.value_range = model.info.value_range
         self.bins = bins
         self.pixel_loss = None if bins else reconstruction_loss(loss)
@@ -305,7 +304,8 @@ class ImageTrainer:
 
     def _output(self, pair: PairBatch) -> torch.Tensor:
         x = to_network(upsampled_input(pair), self.value_range)
-        return self.function(x.contiguous(memory_format=memory_format(x.device)))
+        function = image_function(self.net, self.model.info)  # self.net: DDP-wrapped in fit
+        return function(x.contiguous(memory_format=memory_format(x.device)))
 
     def step(self, pair: PairBatch) -> dict[str, float]:
         output = self._output(pair)

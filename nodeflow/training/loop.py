@@ -26,6 +26,11 @@ the outputs shown in sample grids. `fit` does the rest:
 - Learning rate: with `lr_decay`, pix2pix's schedule: the optimizers' initial rate for
   the first half of the planned steps, then a linear decay to zero over the second half
   (set before every step from the step number, so a resumed run follows it exactly).
+- Several processes (`nodeflow run --nproc N`, torch DDP): every process reads batches of
+  N x `batch_size` pairs and trains on its slice of each with DistributedDataParallel
+  networks, so the run steps as one process with N times the batch; the losses reported
+  are the whole batch's. Only rank 0 writes checkpoints and samples; a resumed run hands
+  rank 0's checkpoint to the others (`training/distributed.py`).
 - Time budget: the run stops cleanly before the first step that would start after
   `time_budget` seconds, and says so in its progress and in the model's training record.
 
@@ -53,6 +58,7 @@ from nodeflow.atomic import atomic_path
 from nodeflow.engine.context import NodeContext, RunCancelled
 from nodeflow.images import contact_sheet
 from nodeflow.nodes.io import write_image
+from nodeflow.training import distributed
 from nodeflow.training.datasets import PairBatch, as_pairs, pair_images, reading_pass
 from nodeflow.types import Stream
 
@@ -262,7 +268,7 @@ def fit(
     started = time.perf_counter()
     device = ctx.device
     ctx.manual_progress = True  # progress is counted in steps, not in dataset batches
-    rest = pass_batches(dataset, 0, schedule.batch_size, device)
+    rest = pass_batches(dataset, 0, schedule.batch_size * distributed.world_size(), device)
     with forked_rng(device), contextlib.closing(rest):
         batch = next(rest, None)
         if batch is None:
@@ -299,6 +305,8 @@ class _Session:
         first: PairBatch,
         started: float,
     ):
+        if distributed.active():
+            distributed.wrap(trainer, ctx.device)
         self.trainer = trainer
         self.dataset = dataset
         self.schedule = schedule
@@ -310,8 +318,10 @@ class _Session:
         self.seconds_before = 0.0
         self.last_save = time.perf_counter()
         self.outcome = Outcome(self.position, self._total())
-        self.checkpoint = ctx.work_dir / CHECKPOINT_FILE
-        self.samples = Path(schedule.samples) if schedule.samples else ctx.work_dir / "samples"
+        self.main = distributed.is_main()
+        work_dir = ctx.work_dir if self.main else Path()  # only rank 0 holds the work folder
+        self.checkpoint = work_dir / CHECKPOINT_FILE
+        self.samples = Path(schedule.samples) if schedule.samples else work_dir / "samples"
         self.last_sample = -1
 
     # -- length ------------------------------------------------------------------------------
@@ -351,21 +361,29 @@ class _Session:
         self.ctx.progress(self.position.step, self._total(), **first_info)
         self.seconds_before = self.position.seconds
         try:
-            while not self._finished() and not self._out_of_time():
+            while not self._finished() and not self._stopping():
                 self._run_epoch(first_pass)
                 first_pass = None
         except RunCancelled:
             self._save()
             raise
+        except RuntimeError:
+            if not (distributed.active() and self.ctx.cancel.cancelled):
+                raise
+            # under DDP a process that stopped first breaks the others' collectives: what
+            # they hold is the state after their last whole step, saved like any stop
+            self._save()
+            raise RunCancelled("the run was cancelled") from None
         self._update_seconds()
         self.outcome.planned = self._total()
         self.outcome.losses = self._recent_losses()
         if self.outcome.stopped:
             self.ctx.progress(self.position.step, self._total(), stopped=self.outcome.stopped)
-        if self.schedule.sample_every and self.last_sample != self.position.step:
+        if self.schedule.sample_every and self.last_sample != self.position.step and self.main:
             self.ctx.progress(self.position.step, self._total(), sample=self._write_sample())
         self._save()  # the finished state, kept until the engine has stored the result
-        self.ctx.on_result_stored(self._remove_checkpoint)
+        if self.main:
+            self.ctx.on_result_stored(self._remove_checkpoint)
 
     def _remove_checkpoint(self) -> None:
         self.checkpoint.unlink(missing_ok=True)
@@ -378,21 +396,29 @@ class _Session:
         pos, schedule = self.position, self.schedule
         if batches is None:
             batches = pass_batches(
-                self.dataset, pos.epoch, schedule.batch_size, self.ctx.device, skip=pos.offset
+                self.dataset,
+                pos.epoch,
+                schedule.batch_size * distributed.world_size(),
+                self.ctx.device,
+                skip=pos.offset,
             )
         with contextlib.closing(batches):
             for pair in batches:
-                if self._out_of_time():
+                if self._stopping():
                     return
-                self.ctx.check_cancelled()
                 self._check_channels(pair)
                 lr = self._set_learning_rates()
-                losses = self.trainer.step(pair)
-                pos.step += 1
+                part = distributed.shard(pair) if distributed.active() else pair
                 pos.offset += len(pair)
+                if part is None:  # too few pairs to give every process one: all skip it
+                    continue
+                losses = self.trainer.step(part)
+                pos.step += 1
+                if distributed.active():  # the whole batch's losses
+                    losses = distributed.mean_losses(losses, self.ctx.device)
                 self.recent.append(losses)
                 info: dict[str, Any] = {**losses, "epoch": pos.epoch + 1, "lr": lr}
-                if schedule.sample_every and pos.step % schedule.sample_every == 0:
+                if schedule.sample_every and pos.step % schedule.sample_every == 0 and self.main:
                     info["sample"] = self._write_sample()
                 self.ctx.progress(pos.step, self._total(), **info)
                 if self._finished():
@@ -408,6 +434,23 @@ class _Session:
         pos.epoch += 1
         pos.offset = 0
         pos.epoch_start = pos.step
+
+    def _stopping(self) -> bool:
+        """True when out of time; RunCancelled when cancelled. Under DDP the processes
+        agree (any one cancelled or out of time stops them all at the same step)."""
+        out_of_time = self._out_of_time()
+        cancelled = self.ctx.cancel.cancelled
+        if distributed.active():
+            cancelled, out_of_time = distributed.any_of(
+                cancelled, out_of_time, device=self.ctx.device
+            )
+            if out_of_time and not self.outcome.stopped:
+                self.outcome.stopped = (
+                    f"time budget used up on another process after step {self.position.step}"
+                )
+        if cancelled:
+            raise RunCancelled("the run was cancelled")
+        return out_of_time
 
     def _set_learning_rates(self) -> float:
         """Apply the decay for the coming step; return the (first) learning rate in use."""
@@ -461,6 +504,8 @@ class _Session:
 
     def _save(self) -> None:
         self._update_seconds()
+        if not self.main:
+            return
         state = {
             "format": FORMAT,
             "position": asdict(self.position),
@@ -473,11 +518,23 @@ class _Session:
         self.last_save = time.perf_counter()
 
     def resume(self) -> bool:
-        """Continue from the work folder's checkpoint, if there is one; True when resumed."""
-        if not self.checkpoint.is_file():
+        """Continue from the work folder's checkpoint, if there is one; True when resumed.
+
+        Under DDP rank 0 reads it and hands it to the others.
+        """
+        state = None
+        try:
+            if self.main and self.checkpoint.is_file():
+                state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            state = exc
+        if distributed.active():
+            state = distributed.from_main(state)
+        if state is None:
             return False
         try:
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            if isinstance(state, Exception):
+                raise state
             if state.get("format") != FORMAT:
                 raise ValueError(f"checkpoint format {state.get('format')!r}")
             for name, module in self.trainer.modules.items():
@@ -487,6 +544,8 @@ class _Session:
             _set_rng_state(state["rng"], self.ctx.device)
             self.position.__dict__.update(state["position"])
         except Exception as exc:  # a checkpoint from another version or a damaged file
+            if not self.main:
+                raise _StartOver from None
             self.checkpoint.unlink(missing_ok=True)
             self.ctx.item_error(
                 str(self.checkpoint),
