@@ -12,7 +12,8 @@ Declaring nodes
     returns).
 Hooks
     `hookimpl`, to mark `register_nodes(register)`, `register_architectures(register)`
-    and `register_types(register)` in a plugin module.
+    and `register_types(register)` in a plugin module; `load_registry()`, the process's
+    registry of every installed plugin's nodes, architectures and types.
 Socket types and values
     `SocketType`; the built-in types `IMAGE`, `MASK`, `LATENT`, `SCORES`, `DATASET`,
     `MODEL`, `PCA_BASIS`, `INT`, `FLOAT`, `BOOL`, `STR`; the values `Stream`, `Batch`,
@@ -42,11 +43,11 @@ Training
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from nodeflow.atomic import atomic_path
 from nodeflow.engine.context import NodeContext, RunCancelled
+from nodeflow.files.listing import list_images
 from nodeflow.hooks import hookimpl
+from nodeflow.images import read_image
 from nodeflow.models.checkpoint import (
     check_hparams,
     conv_bias,
@@ -64,6 +65,7 @@ from nodeflow.models.inference import (
     apply_model,
     forward,
     from_network,
+    match_channels,
     pad_to_multiple,
     prepare,
     run_network,
@@ -84,7 +86,10 @@ from nodeflow.node import (
     Str,
     node,
 )
+from nodeflow.plugins import load_registry
 from nodeflow.registry import Architecture
+from nodeflow.training.datasets import PairBatch
+from nodeflow.training.loop import Schedule, Trainer, fit
 from nodeflow.types import (
     BOOL,
     DATASET,
@@ -104,24 +109,6 @@ from nodeflow.types import (
     SocketType,
     Stream,
 )
-
-if TYPE_CHECKING:
-    from nodeflow.nodes.io import list_images, read_image
-    from nodeflow.nodes.models import match_channels
-    from nodeflow.training.datasets import PairBatch
-    from nodeflow.training.loop import Schedule, Trainer, fit
-
-# Helpers defined in built-in node modules, which themselves import this module: they are
-# looked up on first use, so importing nodeflow.api never imports a node module.
-_FROM_NODE_MODULES = {
-    "list_images": "nodeflow.nodes.io",
-    "read_image": "nodeflow.nodes.io",
-    "match_channels": "nodeflow.nodes.models",
-    "fit": "nodeflow.training.loop",
-    "Schedule": "nodeflow.training.loop",
-    "Trainer": "nodeflow.training.loop",
-    "PairBatch": "nodeflow.training.datasets",
-}
 
 __all__ = [
     "BOOL",
@@ -171,6 +158,7 @@ __all__ = [
     "init_weights",
     "list_images",
     "load_model",
+    "load_registry",
     "load_weights",
     "make_info",
     "match_channels",
@@ -186,12 +174,3 @@ __all__ = [
     "save_model",
     "to_network",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _FROM_NODE_MODULES.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'nodeflow.api' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module_name), name)

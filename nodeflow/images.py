@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
+
+from nodeflow.files.decode import DecodeOptions, UnreadableImage, decode_file
+from nodeflow.files.pixels import OutOfRange, to_unit_float
 
 
 def contact_sheet(tiles: torch.Tensor, columns: int, padding: int) -> torch.Tensor:
@@ -28,3 +33,22 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
     if images.dtype == torch.uint8:
         return images.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
     return images
+
+
+def pixels_to_tensor(pixels: np.ndarray, rescale: bool) -> torch.Tensor:
+    """H x W x C pixels of any precision as a float32 C x H x W tensor in [0, 1]."""
+    unit = to_unit_float(pixels, rescale)
+    return torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1)))
+
+
+def read_image(
+    path: Path, options: DecodeOptions | None = None, rescale: bool = False
+) -> torch.Tensor:
+    """Decode a file's first frame to a float32 C x H x W tensor; `UnreadableImage` if it fails."""
+    options = options or DecodeOptions()
+    options = DecodeOptions("first", options.color_management, options.max_pixels)
+    (_, pixels), *_ = decode_file(Path(path), options)
+    try:
+        return pixels_to_tensor(pixels, rescale)
+    except OutOfRange as exc:
+        raise UnreadableImage(Path(path), str(exc)) from None

@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 
 from nodeflow.hooks import PROJECT, HookSpecs, hookimpl
-from nodeflow.registry import PluginRecord, RegistrationError, Registry
+from nodeflow.registry import PluginRecord, RegistrationError, Registry, set_default_loader
 
 __all__ = ["BUILTIN_PLUGINS", "build_registry", "hookimpl", "load_registry", "reset_registry"]
 
@@ -221,3 +221,6 @@ def reset_registry() -> None:
     """Forget the loaded registry, so the next `load_registry()` looks at plugins anew."""
     global _registry
     _registry = None
+
+
+set_default_loader(load_registry)

@@ -146,3 +146,25 @@ def _refuse_duplicate(table: dict[str, Any], key: str, plugin: str, kind: str) -
             f"{kind} id {key!r} is already registered by plugin {table[key].plugin!r}; "
             f"plugin {plugin!r} cannot register it again"
         )
+
+
+_default_loader: Callable[[], Registry] | None = None
+
+
+def set_default_loader(loader: Callable[[], Registry]) -> None:
+    """Name the function that gives the process's registry (`nodeflow.plugins` does)."""
+    global _default_loader
+    _default_loader = loader
+
+
+def default_registry() -> Registry:
+    """The process's registry, for code handed none (a checkpoint read from the cache).
+
+    Code below the plugin loader (types, checkpoint I/O) asks here instead of importing
+    the loader, so it never reaches the plugins by import.
+    """
+    if _default_loader is None:
+        raise RuntimeError(
+            "no registry is loaded: call nodeflow.plugins.load_registry() first, or pass one"
+        )
+    return _default_loader()

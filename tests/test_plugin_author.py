@@ -153,11 +153,11 @@ def test_the_api_module_exports_everything_it_lists() -> None:
     for name in api.__all__:
         assert getattr(api, name) is not None, name
         assert name in api.__doc__, f"{name} is exported but not listed as stable"
-    from nodeflow.nodes.io import read_image
-    from nodeflow.nodes.models import match_channels
+    from nodeflow.images import read_image
+    from nodeflow.models.inference import match_channels
 
     assert api.read_image is read_image and api.match_channels is match_channels
-    with pytest.raises(AttributeError, match="no attribute 'engine_internals'"):
+    with pytest.raises(AttributeError, match="has no attribute 'engine_internals'"):
         _ = api.engine_internals
 
 

@@ -32,6 +32,7 @@ from torch import nn
 from nodeflow.atomic import atomic_path
 from nodeflow.models.file_kind import SAFETENSORS, TORCH_LEGACY, TORCH_ZIP, file_kind
 from nodeflow.models.model import ArchInfo, Model
+from nodeflow.registry import default_registry
 
 if TYPE_CHECKING:
     from nodeflow.registry import Architecture, Registry
@@ -371,11 +372,7 @@ def _strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def _registry(registry: Registry | None) -> Registry:
-    if registry is not None:
-        return registry
-    from nodeflow.plugins import load_registry
-
-    return load_registry()
+    return registry if registry is not None else default_registry()
 
 
 def architecture(arch_id: str, registry: Registry | None = None) -> Architecture:

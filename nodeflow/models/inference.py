@@ -391,3 +391,18 @@ def image_function(
 def network_scale(info: ArchInfo) -> int:
     """How much the network itself enlarges: 1 when it is fed pre-upsampled images."""
     return 1 if info.extra.get("upsample_input") else info.scale
+
+
+def match_channels(images: torch.Tensor, channels: int, model: Model) -> torch.Tensor:
+    """Gray -> RGB by repetition, RGB -> gray by luma; any other mismatch is an error."""
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1)
+    if have == 3 and channels == 1:
+        return kornia.color.rgb_to_grayscale(images)
+    raise ValueError(
+        f"the {model.describe()} wants {channels}-channel input, got {have}-channel images; "
+        "convert them first"
+    )

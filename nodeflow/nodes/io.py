@@ -44,7 +44,7 @@ from nodeflow.files.decode import (
 )
 from nodeflow.files.encode import FORMATS, SIXTEEN_BIT_FORMATS, write_image
 from nodeflow.files.listing import image_root, item_names, list_images
-from nodeflow.files.pixels import OutOfRange, to_levels, to_unit_float
+from nodeflow.files.pixels import OutOfRange, to_levels
 from nodeflow.files.policy import (
     NameClaims,
     check_replaceable,
@@ -52,7 +52,7 @@ from nodeflow.files.policy import (
     output_folder,
     safe_item_name,
 )
-from nodeflow.images import as_float
+from nodeflow.images import as_float, pixels_to_tensor
 from nodeflow.prefetch import Writer, ordered_map
 
 # Photo name -> file inside skimage.data's folder; read from there so nothing is downloaded.
@@ -78,30 +78,11 @@ T = TypeVar("T")
 # -- reading ---------------------------------------------------------------------------------
 
 
-def _as_tensor(pixels: np.ndarray, rescale: bool) -> torch.Tensor:
-    """H x W x C pixels of any precision as a float32 C x H x W tensor in [0, 1]."""
-    unit = to_unit_float(pixels, rescale)
-    return torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1)))
-
-
 def _as_frame(pixels: np.ndarray, rescale: bool) -> np.ndarray | torch.Tensor:
     """Decoded pixels as a frame to batch: 8-bit files stay H x W x C uint8 arrays (the
     engine converts them for the nodes that want floats), the rest become float32
     C x H x W tensors in [0, 1]."""
-    return pixels if pixels.dtype == np.uint8 else _as_tensor(pixels, rescale)
-
-
-def read_image(
-    path: Path, options: DecodeOptions | None = None, rescale: bool = False
-) -> torch.Tensor:
-    """Decode a file's first frame to a float32 C x H x W tensor; `UnreadableImage` if it fails."""
-    options = options or DecodeOptions()
-    options = DecodeOptions("first", options.color_management, options.max_pixels)
-    (_, pixels), *_ = decode_file(Path(path), options)
-    try:
-        return _as_tensor(pixels, rescale)
-    except OutOfRange as exc:
-        raise UnreadableImage(Path(path), str(exc)) from None
+    return pixels if pixels.dtype == np.uint8 else pixels_to_tensor(pixels, rescale)
 
 
 def _read_frames(
@@ -237,7 +218,7 @@ def load_image(
     options = DecodeOptions(frames, color_management, max_pixels)
     decoded = decode_file(file, options)
     try:
-        images = [(name, _as_tensor(pixels, rescale)) for name, pixels in decoded]
+        images = [(name, pixels_to_tensor(pixels, rescale)) for name, pixels in decoded]
     except OutOfRange as exc:
         raise UnreadableImage(file, str(exc)) from None
     batches = list(_batches(images, len(images), ctx))

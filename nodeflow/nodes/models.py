@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import kornia
 import torch
 import torch.nn.functional as F
 
@@ -41,6 +40,7 @@ from nodeflow.api import (
     forward,
     from_network,
     hookimpl,
+    match_channels,
     node,
     prepare,
     run_network,
@@ -70,21 +70,6 @@ def _generator(seed: int, batch_index: int) -> torch.Generator:
     """A CPU generator for one batch, seeded from (seed, batch index), the same on every device."""
     digest = hashlib.sha256(f"{seed}:{batch_index}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-
-
-def match_channels(images: torch.Tensor, channels: int, model: Model) -> torch.Tensor:
-    """Gray -> RGB by repetition, RGB -> gray by luma; any other mismatch is an error."""
-    have = images.shape[1]
-    if have == channels:
-        return images
-    if have == 1 and channels == 3:
-        return images.expand(-1, 3, -1, -1)
-    if have == 3 and channels == 1:
-        return kornia.color.rgb_to_grayscale(images)
-    raise ValueError(
-        f"the {model.describe()} wants {channels}-channel input, got {have}-channel images; "
-        "convert them first"
-    )
 
 
 def _require(model: Model, purposes: tuple[str, ...], node_type: str) -> None:

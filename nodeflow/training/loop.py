@@ -56,8 +56,8 @@ from torch import nn
 
 from nodeflow.atomic import atomic_path
 from nodeflow.engine.context import NodeContext, RunCancelled
+from nodeflow.files.encode import write_image
 from nodeflow.images import contact_sheet
-from nodeflow.nodes.io import write_image
 from nodeflow.training import distributed
 from nodeflow.training.datasets import PairBatch, as_pairs, pair_images, reading_pass
 from nodeflow.types import Stream
