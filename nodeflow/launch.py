@@ -9,6 +9,8 @@ decision about what is cached, and only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,13 +62,30 @@ def _without_launch_options(argv: list[str]) -> list[str]:
 
 
 def relaunch(command: list[str]) -> int:
-    """Run torchrun and wait; its exit code (130 when stopped by Ctrl-C)."""
+    """Run torchrun and wait; its exit code, or 130 when Ctrl-C or SIGTERM stopped it.
+
+    SIGTERM is passed on to torchrun, which passes it to its processes (Ctrl-C reaches
+    them all from the terminal); whichever
+    of them sees it first, and whatever torchrun's own exit code then is, the run was
+    stopped, and says so with 130.
+    """
     process = subprocess.Popen(command)
+    stopped = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopped
+        stopped = True
+        if signum == signal.SIGTERM:  # Ctrl-C reaches the whole process group by itself
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return process.wait()
-    except KeyboardInterrupt:  # torchrun passes the signal on to its processes
-        process.wait()
-        return 130
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 130 if stopped else code
 
 
 def training_nodes(graph: Graph, registry: Registry, targets: list[str]) -> list[str]:
