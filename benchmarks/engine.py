@@ -294,7 +294,8 @@ def make_jpegs(folder: Path, count: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         photo = photos[i % len(photos)]
-        side = int(rng.integers(200, min(photo.size) + 1))
+        smallest = min(photo.size)
+        side = int(rng.integers(smallest // 2, smallest + 1))
         left = int(rng.integers(0, photo.width - side + 1))
         top = int(rng.integers(0, photo.height - side + 1))
         tile = photo.crop((left, top, left + side, top + side)).resize((512, 512))
@@ -361,13 +362,10 @@ def main() -> int:
         "showcase": lambda: showcase(2 if args.quick else 3, work),
         "folders": lambda: folders(2 if args.quick else 3, work, 200 if args.quick else 2000),
     }
-    rows = []
     for name, part in parts.items():
         if args.only in (None, name):
-            rows += part()
-    width = max(len(r[0]) for r in rows)
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:<28}  {target}")
+            for row, value, target in part():  # printed part by part: a long run shows progress
+                print(f"{row:<52}  {value:<28}  {target}", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

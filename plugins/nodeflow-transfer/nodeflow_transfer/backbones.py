@@ -15,11 +15,10 @@ ignored) and `transfer.classifier` (`backbone.body.*` and a linear `head`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from nodeflow.api import Architecture, Model, check_hparams, make_info, rebuild
@@ -30,21 +29,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_SIZE = 32
 
-_CONSTRUCTORS: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": torchvision.models.resnet18,
-    "resnet50": torchvision.models.resnet50,
-    "vgg16": torchvision.models.vgg16,
-}
-BACKBONES = tuple(_CONSTRUCTORS)
+BACKBONES = ("resnet18", "resnet50", "vgg16")
 WIDTHS = {
     "resnet18": (64, 128, 256, 512),
     "resnet50": (256, 512, 1024, 2048),
     "vgg16": (128, 256, 512, 512),
 }
 _IMAGENET_WEIGHTS = {
-    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V2,
-    "vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
+    "resnet18": ("ResNet18_Weights", "IMAGENET1K_V1"),
+    "resnet50": ("ResNet50_Weights", "IMAGENET1K_V2"),
+    "vgg16": ("VGG16_Weights", "IMAGENET1K_V1"),
 }
 _HEADS = {"resnet18": "fc", "resnet50": "fc", "vgg16": "classifier"}
 _VGG16_CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
@@ -54,7 +48,10 @@ _RESNET_BLOCKS = {"resnet18": ([2, 2, 2, 2], False), "resnet50": ([3, 4, 6, 3], 
 
 def weights_url(name: str) -> str:
     """Where torchvision publishes the ImageNet weights of `name` (not fetched by nodeflow)."""
-    return _IMAGENET_WEIGHTS[name].url
+    import torchvision
+
+    weights, version = _IMAGENET_WEIGHTS[name]
+    return getattr(getattr(torchvision.models, weights), version).url
 
 
 class Backbone(nn.Module):
@@ -66,10 +63,12 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str):
         super().__init__()
-        if name not in _CONSTRUCTORS:
+        if name not in BACKBONES:
             raise ValueError(f"unknown backbone {name!r}; use one of {', '.join(BACKBONES)}")
+        import torchvision  # here, not at import: loading the plugin stays fast
+
         self.name = name
-        self.body = _CONSTRUCTORS[name](weights=None)
+        self.body = getattr(torchvision.models, name)(weights=None)
         setattr(self.body, _HEADS[name], nn.Identity())
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -78,7 +77,7 @@ class Backbone(nn.Module):
 
     def stages(self) -> list[nn.Module]:
         body = self.body
-        if isinstance(body, torchvision.models.ResNet):
+        if self.name.startswith("resnet"):
             stem = nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool, body.layer1)
             return [stem, body.layer2, body.layer3, body.layer4]
         features = body.features

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from nodeflow.api import list_images, read_image
 
@@ -68,5 +67,7 @@ def load_square(path: Path, size: int) -> torch.Tensor:
 
 def square(images: torch.Tensor, size: int) -> torch.Tensor:
     """Images (... x H x W) with the shorter side resized to `size`, then centre-cropped."""
+    from torchvision.transforms.v2 import functional as TF
+
     resized = TF.resize(images, [size], antialias=True)
     return TF.center_crop(resized, [size, size]).clamp(0.0, 1.0)
