@@ -280,7 +280,7 @@ class LocalRun:
                 del self.pending[node_id]
             elif state is not _MISSING:
                 del self.pending[node_id]
-                self._skip(reader.step, state)
+                self.node_skipped(reader.step, state)
         if self.stop.cancelled:
             for reader in ready:
                 self.pending[reader.step.id] = reader
@@ -466,7 +466,7 @@ class LocalRun:
         except RunCancelled:
             pass
         except UpstreamFailed as exc:
-            outcome = functools.partial(self._skip, step, exc.node_id)
+            outcome = functools.partial(self.node_skipped, step, exc.node_id)
         except BaseException as exc:
             error = (
                 exc if isinstance(exc, NodeError) else NodeError(step.id, step.node_type.id, exc)
@@ -548,9 +548,6 @@ class LocalRun:
             self.stop.cancel()
 
     def node_skipped(self, step: Step, upstream: str) -> None:
-        self._skip(step, upstream)
-
-    def _skip(self, step: Step, upstream: str) -> None:
         with self._lock:
             if step.id in self.failed:
                 return
