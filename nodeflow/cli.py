@@ -228,7 +228,9 @@ def run(
         sys.exit(EXIT_CANCELLED)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # After a stop signal the process is leaving, its outputs clean: a late second
+            # signal must not kill it mid-exit (Python restores the default handler then).
+            signal.signal(sig, signal.SIG_IGN if signals else handler)
         distributed.leave()
     if follower:
         sys.exit(0 if result.ok or result.cancelled else EXIT_FAILED)

@@ -83,8 +83,8 @@ def relaunch(command: list[str]) -> int:
     try:
         code = process.wait()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, handler in previous.items():  # once stopped, a late signal must not kill the exit
+            signal.signal(sig, signal.SIG_IGN if stopped else handler)
     return 130 if stopped else code
 
 
