@@ -154,6 +154,65 @@ def test_pairs_are_reproducible_and_differ_between_passes(run) -> None:
     assert not any(torch.equal(x, y) for x, y in zip(first, later, strict=True))
 
 
+def test_synthetic_pairs_are_dead_leaves_in_the_photos_colours(
+    tensor_source: TensorSource, run
+) -> None:
+    two_colours = torch.zeros(1, 3, 64, 64)
+    two_colours[:, 0, :, :32] = 1.0  # left half red, right half blue
+    two_colours[:, 2, :, 32:] = 1.0
+    data = {"image": "src.image"}
+    plain = tensor_source.node("src", two_colours) + node_text(
+        "data", "pairs", data, task="autoencode", crop=32, crops_per_image=8, flip=False
+    )
+    photo_crops = first_pairs(run, plain).target
+    synthetic = first_pairs(run, plain.replace("flip = false", "flip = false, synthetic = 1.0"))
+    # Every crop of the photo is one colour on the left, one on the right; dead leaves
+    # are discs anywhere in the crop, half of them in the photo's colours.
+    assert torch.equal(photo_crops[..., :, :1], photo_crops[..., :1, :1].expand(-1, -1, 32, 1))
+    leaves = synthetic.target
+    assert not torch.equal(leaves[..., :, :1], leaves[..., :1, :1].expand(-1, -1, 32, 1))
+    red, blue = torch.tensor([1.0, 0, 0])[:, None, None], torch.tensor([0, 0, 1.0])[:, None, None]
+    photo_coloured = ((leaves - red).abs().amax(dim=1) < 0.1) | (
+        (leaves - blue).abs().amax(dim=1) < 0.1
+    )
+    assert 0.1 < photo_coloured.float().mean() < 0.9
+    half = first_pairs(run, plain.replace("flip = false", "flip = false, synthetic = 0.5"))
+    from_photo = [
+        torch.equal(crop[:, :, :1], crop[:, :1, :1].expand(-1, 32, 1)) for crop in half.target
+    ]
+    assert sum(from_photo) == 4  # the rest are dead leaves
+
+
+def test_zoom_shows_the_photo_at_several_scales_and_jitter_varies_brightness(
+    tensor_source: TensorSource, run
+) -> None:
+    stripes = torch.zeros(1, 3, 256, 256)
+    stripes[..., ::16, :] = 1.0  # a bright line every 16 rows
+    data = {"image": "src.image"}
+    text = tensor_source.node("src", stripes) + node_text(
+        "data", "pairs", data, task="autoencode", crop=32, crops_per_image=16
+    )
+    plain = first_pairs(run, text).target
+    zoomed = first_pairs(
+        run, text.replace("crops_per_image = 16", "crops_per_image = 16, zoom = 4.0")
+    ).target
+    assert torch.allclose(plain.mean(dim=(1, 2, 3)), torch.tensor(2 / 32), atol=1 / 32)
+    # Shrunk crops hold more, thinner lines: the same mean, spread over more rows.
+    lit_rows = (zoomed[:, 0].mean(dim=-1) > 0.01).sum(dim=-1)
+    assert lit_rows.max() > 2 * (plain[:, 0].mean(dim=-1) > 0.01).sum(dim=-1).max()
+    jittered = first_pairs(
+        run, text.replace("crops_per_image = 16", "crops_per_image = 16, jitter = 0.3")
+    ).target
+    brightness = jittered.mean(dim=(1, 2, 3)) / plain.mean(dim=(1, 2, 3))
+    assert brightness.std() > 0.05
+
+
+def test_the_variety_params_refuse_edges2photo(run) -> None:
+    result, events = run(dataset("edges2photo", zoom=2.0), targets=["data"])
+    assert not result.ok
+    assert any(isinstance(e, NodeFailed) and "edges2photo" in e.message for e in events)
+
+
 def test_images_smaller_than_the_crop_are_skipped_and_reported(run) -> None:
     text = photos(size=24) + node_text("data", "pairs", {"image": "photos.image"}, crop=32)
     result, events = run(text, targets=["data"])

@@ -22,7 +22,7 @@ from torch import nn
 
 from nodeflow.engine.context import NodeContext
 from nodeflow.files.policy import output_folder
-from nodeflow.models.checkpoint import new_model
+from nodeflow.models.checkpoint import NORMS, new_model
 from nodeflow.models.inference import from_network, image_function, to_network, upsample
 from nodeflow.models.model import Model
 from nodeflow.node import Bool, Choice, Float, Input, Int, Output, Param, Str, node
@@ -92,6 +92,9 @@ def _empty(task: str, channels: tuple[int, int], device: torch.device) -> PairBa
         "scale": Int(4, min=2, max=8, help="superres: how many times smaller the input is"),
         "crop": _crop_param(),
         "crops_per_image": Int(4, min=1, max=1024, help="random crops per image and pass"),
+        "zoom": Float(1.0, min=1, max=16, help="crops span up to this many crop sides, shrunk"),
+        "synthetic": Float(0.0, min=0, max=1, help="share of crops that are dead-leaves images"),
+        "jitter": Float(0.0, min=0, max=0.5, help="brightness, contrast, saturation change"),
         "flip": FLIP,
         "seed": SEED,
     },
@@ -104,6 +107,9 @@ def pairs(
     scale: int,
     crop: int,
     crops_per_image: int,
+    zoom: float,
+    synthetic: float,
+    jitter: float,
     flip: bool,
     seed: int,
     ctx: NodeContext,
@@ -117,6 +123,12 @@ def pairs(
     (photo -> itself). Images smaller than the crop are skipped and reported; colorize
     skips gray images. Crops, flips and noise are reproducible from `seed` and differ from
     one pass (epoch) to the next.
+
+    More variety from few photos: `zoom` cuts crops from squares up to that many times
+    larger, shrunk to the crop (the photos at several scales); `synthetic` makes that share
+    of the crops procedural dead-leaves images (overlapping discs, some striped) in the
+    photos' colours; `jitter` varies each crop's brightness, contrast and saturation.
+    They do not apply to edges2photo.
     """
     if task == "superres" and crop % scale:
         raise ValueError(
@@ -142,6 +154,9 @@ def pairs(
         flip=flip,
         sigma=sigma,
         scale=scale,
+        zoom=zoom,
+        jitter=jitter,
+        synthetic=synthetic,
     )
 
 
@@ -444,7 +459,7 @@ UNET_PARAMS = {
         5, min=2, max=10, help="stride-2 levels; sides must be multiples of 2**num_downs"
     ),
     "ngf": Int(16, min=1, max=512, help="channels of the outermost level"),
-    "norm": Choice(("batch", "instance"), "batch", help="normalization layers"),
+    "norm": Choice(NORMS, "batch", help="normalization layers; none: no norm and no biases inside"),
     "dropout": Bool(False, help="dropout 0.5 in the inner up-blocks at ngf * 8 channels"),
 }
 

@@ -48,10 +48,12 @@ import torch
 import torch.nn.functional as F
 
 from nodeflow.models.inference import lab_to_network, network_to_rgb
+from nodeflow.training.dead_leaves import colour_pool, dead_leaves
 
 TASKS = ("colorize", "denoise", "superres", "edges2photo", "inpaint", "autoencode")
 CANNY_LOW, CANNY_HIGH = 0.1, 0.2
 GRAY_FILL = 0.5
+SYNTHETIC_COLOURS = 4096  # pixel colours drawn from a batch's photos for its dead-leaves crops
 
 _PASS: contextvars.ContextVar[int] = contextvars.ContextVar("nodeflow_dataset_pass", default=0)
 
@@ -176,6 +178,55 @@ def cut(images: torch.Tensor, windows: list[Window], crop: int, factor: int = 1)
     return torch.stack(pieces)
 
 
+def zoomed(
+    images: torch.Tensor, windows: list[Window], crop: int, zoom: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Crops cut from squares of side crop x z, z log-uniform in [1, zoom] (at most the
+    image), each placed at random and shrunk to crop x crop; `windows` give sources, flips."""
+    height, width = images.shape[-2:]
+    pieces = []
+    for w in windows:
+        factor = zoom ** float(torch.rand(1, generator=generator))
+        side = min(round(crop * factor), height, width)
+        top, left = _randint(height - side, generator), _randint(width - side, generator)
+        piece = images[w.source : w.source + 1, :, top : top + side, left : left + side]
+        if side != crop:
+            piece = F.interpolate(piece.float(), size=(crop, crop), mode="bicubic", antialias=True)
+        piece = piece[0].clamp(0.0, 1.0)
+        pieces.append(piece.flip(-1) if w.flip else piece)
+    return torch.stack(pieces)
+
+
+def with_synthetic(
+    clean: torch.Tensor, images: torch.Tensor, share: float, generator: torch.Generator
+) -> torch.Tensor:
+    """`clean` with round(share x its length) crops, chosen at random, replaced by
+    dead-leaves images whose colours are drawn from the pixels of `images`."""
+    count = round(share * len(clean))
+    if not count:
+        return clean
+    chosen = torch.randperm(len(clean), generator=generator)[:count].to(clean.device)
+    colours = colour_pool(images, SYNTHETIC_COLOURS, generator)
+    leaves = dead_leaves(count, clean.shape[-1], colours, generator).to(clean.device, clean.dtype)
+    clean = clean.clone()
+    clean[chosen] = leaves
+    return clean
+
+
+def jittered(clean: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
+    """Each crop's brightness, contrast and (colour crops) saturation scaled by a factor
+    drawn from [1 - amount, 1 + amount]."""
+    factors = 1 + amount * (2 * torch.rand(3, len(clean), 1, 1, 1, generator=generator) - 1)
+    brightness, contrast, saturation = factors.to(clean.device, clean.dtype)
+    clean = clean * brightness
+    mean = clean.mean(dim=(1, 2, 3), keepdim=True)
+    clean = (clean - mean) * contrast + mean
+    if clean.shape[1] == 3:
+        gray = clean.mean(dim=1, keepdim=True)
+        clean = (clean - gray) * saturation + gray
+    return clean.clamp(0.0, 1.0)
+
+
 # -- the tasks --------------------------------------------------------------------------------------
 
 
@@ -189,10 +240,24 @@ def make_pairs(
     flip: bool,
     sigma: float,
     scale: int,
+    zoom: float = 1.0,
+    jitter: float = 0.0,
+    synthetic: float = 0.0,
 ) -> PairBatch:
-    """Training pairs for `task` from a batch of images at least crop x crop."""
+    """Training pairs for `task` from a batch of images at least crop x crop.
+
+    Three ways to widen what a few photos teach (each off at its default, and then drawing
+    nothing from `generator`, so pairs stay as they were): `zoom` cuts each crop from a
+    square up to `zoom` times the crop side (log-uniform) and shrinks it to the crop, the
+    photos seen at several scales; `synthetic` replaces that share of the crops with
+    dead-leaves images in the batch's colours (`nodeflow.training.dead_leaves`); `jitter`
+    changes each crop's brightness, contrast and saturation by up to that fraction. All
+    act on the clean crop, before the task derives its input, so input and target agree.
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    if task == "edges2photo" and (zoom > 1 or jitter or synthetic):
+        raise ValueError("zoom, jitter and synthetic do not apply to edges2photo pairs")
     windows = draw_windows(len(images), crops_per_image, images.shape[-2:], crop, flip, generator)
     if task == "edges2photo":
         gray = kornia.color.rgb_to_grayscale(images) if images.shape[1] == 3 else images
@@ -202,7 +267,13 @@ def make_pairs(
         return PairBatch(
             cut(edges.clamp(0.0, 1.0), windows, crop), cut(images, windows, crop), task
         )
-    clean = cut(images, windows, crop)
+    clean = (
+        cut(images, windows, crop) if zoom <= 1 else zoomed(images, windows, crop, zoom, generator)
+    )
+    if synthetic:
+        clean = with_synthetic(clean, images, synthetic, generator)
+    if jitter:
+        clean = jittered(clean, jitter, generator)
     if task == "colorize":
         lightness, ab = lab_to_network(clean, (0.0, 1.0))
         return PairBatch(lightness.clamp(0.0, 1.0), ab, task)
