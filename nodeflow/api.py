@@ -9,7 +9,8 @@ internal and may change in any release. The stable surface:
 Declaring nodes
     `node` (the decorator), `Input`, `Output`, the params `Int`, `Float`, `Bool`, `Str`,
     `Path`, `Choice`, `Size` (`Param` is what they return), `NodeType` (what `node`
-    returns).
+    returns), `Footprint` (which params size the images a node makes, checked against
+    the memory budget at validation).
 Hooks
     `hookimpl`, to mark `register_nodes(register)`, `register_architectures(register)`
     and `register_types(register)` in a plugin module; `load_registry()`, the process's
@@ -48,6 +49,7 @@ from nodeflow.engine.context import NodeContext, RunCancelled
 from nodeflow.files.listing import list_images
 from nodeflow.hooks import hookimpl
 from nodeflow.images import read_image
+from nodeflow.memory import Footprint
 from nodeflow.models.checkpoint import (
     check_hparams,
     conv_bias,
@@ -128,6 +130,7 @@ __all__ = [
     "Bool",
     "Choice",
     "Float",
+    "Footprint",
     "Input",
     "Int",
     "Latent",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nodeflow import dag
+from nodeflow.memory import memory_budget
 from nodeflow.registry import Registry
 
 if TYPE_CHECKING:
@@ -506,6 +507,12 @@ def _check_node(
     for name, param in node_type.params.items():
         if param.required and name not in spec.params:
             problem(f"missing required param ({param.describe()})", f"param {name!r}")
+    if node_type.footprint and not problems:
+        given = {n: p.default for n, p in node_type.params.items() if not p.required}
+        too_big = node_type.footprint.problem({**given, **spec.params}, memory_budget())
+        if too_big:
+            size = node_type.footprint.size
+            problem(too_big, f"param {size!r}", size if size in spec.params else None)
     for group in node_type.one_of:
         given = [name for name in group if spec.params.get(name) is not None]
         if len(given) != 1:

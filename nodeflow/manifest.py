@@ -26,11 +26,12 @@ from typing import Any
 import nodeflow
 from nodeflow.atomic import write_text_atomic
 from nodeflow.locations import default_cache_dir
+from nodeflow.memory import Footprint
 from nodeflow.node import _REQUIRED, Input, NodeType, Output, Param
 from nodeflow.registry import Architecture, PluginRecord, Registry
 from nodeflow.types import SocketType
 
-FORMAT = 1
+FORMAT = 2
 FILE_NAME = "manifest.json"
 
 
@@ -110,6 +111,7 @@ def _node_to_json(node_type: NodeType) -> dict[str, Any]:
     data["names"] = list(node_type.names)
     data["reads"] = list(node_type.reads)
     data["one_of"] = [list(group) for group in node_type.one_of]
+    data["footprint"] = node_type.footprint.to_json() if node_type.footprint else None
     for name, socket in node_type.inputs.items():
         data["inputs"][name]["uint8"] = socket.uint8
     for name, param in node_type.params.items():
@@ -172,6 +174,7 @@ def _node_from_json(entry: dict[str, Any], types: dict[str, SocketType]) -> Node
         names=tuple(entry["names"]),
         reads=tuple(entry["reads"]),
         one_of=tuple(tuple(group) for group in entry["one_of"]),
+        footprint=Footprint(**entry["footprint"]) if entry["footprint"] else None,
         plugin=entry["plugin"],
     )
 

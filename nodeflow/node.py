@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path as FilePath
 from typing import Any, Literal
 
+from nodeflow.memory import Footprint
 from nodeflow.types import SocketType
 
 Mode = Literal["map", "source", "collect"]
@@ -292,6 +293,7 @@ class NodeType:
     names: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
     one_of: tuple[tuple[str, ...], ...] = ()
+    footprint: Footprint | None = None
     plugin: str = field(default="", compare=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -389,6 +391,7 @@ def node(
     names: tuple[str, ...] = (),
     reads: tuple[str, ...] = (),
     one_of: Sequence[Sequence[str]] = (),
+    footprint: Footprint | None = None,
 ) -> Callable[[Callable[..., Any]], NodeType]:
     """Declare a node type from a function; see the module docstring.
 
@@ -403,7 +406,9 @@ def node(
     type writing into one folder with the same `names` values, and a folder written where
     the run reads images unless the writer's `allow_input_folder` is true (see
     `nodeflow.files.conflicts`). `one_of` lists groups of optional params of which exactly
-    one must be set (resize: `size` or `scale`); validation says so.
+    one must be set (resize: `size` or `scale`); validation says so. `footprint` says
+    which params decide the size of the images the node makes, and validation refuses a
+    batch bigger than the memory budget (`nodeflow.memory`).
     """
     inputs = inputs or {}
     outputs = outputs or {}
@@ -416,9 +421,13 @@ def node(
         if not (fn.__doc__ or "").strip():
             raise ValueError(f"node {id!r}: give the function a docstring; it is the node's help")
         grouped = {name for group in one_of for name in group}
-        undeclared = (set(writes or {}) | set(names) | set(reads) | grouped) - set(params)
+        sized = {footprint.size, footprint.count, footprint.channels} if footprint else set()
+        declared = set(writes or {}) | set(names) | set(reads) | grouped
+        undeclared = (declared | {n for n in sized if isinstance(n, str)}) - set(params)
         if undeclared:
-            raise ValueError(f"node {id!r}: writes/reads name {sorted(undeclared)}, not params")
+            raise ValueError(
+                f"node {id!r}: writes/reads/one_of/footprint name {sorted(undeclared)}, not params"
+            )
         signature = inspect.signature(fn)
         wanted = set(inputs) | set(params)
         missing = wanted - set(signature.parameters)
@@ -442,6 +451,7 @@ def node(
             names=tuple(names),
             reads=tuple(reads),
             one_of=tuple(tuple(group) for group in one_of),
+            footprint=footprint,
         )
 
     return declare

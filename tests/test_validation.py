@@ -500,3 +500,26 @@ def test_cross_param_rules_patterns_and_duplicate_json_ids_are_refused(
         Graph.load(path)
     problem = caught.value.problems[0]
     assert "the key 'a' appears twice" in problem.message and problem.line == 3
+
+
+def test_sizes_beyond_the_memory_budget_are_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (
+        'version = 1\n[nodes.noise]\ntype = "random_image"\nparams = { count = 16, size = 8192 }\n'
+        '[nodes.huge]\ntype = "resize"\nparams = { size = [31623, 31623] }\n'
+        'inputs = { image = "noise.image" }\n'
+        '[nodes.fine]\ntype = "random_image"\nparams = { count = 1, size = 8192 }\n'
+    )
+    graph_file = tmp_path / "big.toml"
+    graph_file.write_text(text)
+    monkeypatch.setenv("NODEFLOW_MEMORY_BUDGET", "8GB")
+    result = CliRunner().invoke(main, ["validate", str(graph_file)])
+    assert result.exit_code == 2
+    assert f"big.toml:{line_of(text, 'count = 16')}: node 'noise' param 'size'" in result.output
+    assert "12.9 GB of memory, more than the budget of 8 GB" in result.output
+    assert "make `size` or `count` smaller" in result.output
+    assert "node 'huge' param 'size': one batch of these images would take 12 GB" in result.output
+    assert "'fine'" not in result.output  # 805 MB fits
+    monkeypatch.setenv("NODEFLOW_MEMORY_BUDGET", "16GB")
+    assert CliRunner().invoke(main, ["validate", str(graph_file)]).exit_code == 0

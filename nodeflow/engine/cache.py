@@ -42,6 +42,7 @@ from safetensors.torch import load_file, save_file
 
 from nodeflow.atomic import atomic_path
 from nodeflow.locations import default_cache_dir
+from nodeflow.memory import parse_size
 from nodeflow.node import NodeType
 from nodeflow.types import Batch, Stream
 
@@ -51,16 +52,6 @@ COMPLETE = "complete"
 DEFAULT_MAX_BYTES = 4 * 1024**3
 DEFAULT_MIN_SECONDS = 0.1
 _KEY = re.compile(r"^[0-9a-f]{32}$")
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9}
-
-
-def parse_size(text: str) -> int:
-    """Bytes from `4GB`, `500 MB`, `1e9` or `0`; ValueError when it is none of those."""
-    match = re.fullmatch(r"\s*([0-9.e+]+)\s*([a-zA-Z]*)\s*", text)
-    unit = match.group(2).lower() if match else "?"
-    if not match or unit not in _UNITS:
-        raise ValueError(f"{text!r} is not a size; write it like 4GB, 500MB or 0")
-    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _max_bytes_from_env() -> int:

@@ -27,6 +27,7 @@ from nodeflow.api import (
     Batch,
     Bool,
     Float,
+    Footprint,
     Input,
     Int,
     Latent,
@@ -374,6 +375,7 @@ def latent_sample(
         "channels": Int(3, min=1, max=3, help="1 (gray) or 3 (RGB)"),
         "seed": Int(0, help="random seed; the same seed gives the same images"),
     },
+    footprint=Footprint("size", count="count", batch=SOURCE_BATCH, channels="channels"),
 )
 def random_image(
     *, count: int, size: int | list[int], channels: int, seed: int, ctx: NodeContext

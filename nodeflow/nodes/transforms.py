@@ -21,6 +21,7 @@ from nodeflow.api import (
     Bool,
     Choice,
     Float,
+    Footprint,
     Input,
     Int,
     NodeContext,
@@ -116,6 +117,7 @@ def grayscale(image: torch.Tensor) -> torch.Tensor:
         ),
     },
     one_of=[("size", "scale")],
+    footprint=Footprint("size"),
 )
 def resize(
     image: torch.Tensor, *, size: int | list[int] | None, scale: float | None, mode: str
