@@ -37,7 +37,9 @@ Files
 Training
     `fit` (the resumable loop of the built-in trainers: batches, progress, samples,
     checkpoints, time budget), `Schedule` (how long and how to train), `Trainer` (what
-    `fit` drives), `PairBatch` (one batch of training pairs).
+    `fit` drives), `PairBatch` (one batch of training pairs); for a dataset stream of
+    your own, `current_pass()` (which pass over the data a trainer is reading) and
+    `pair_generator(seed, pass, batch index)` (its reproducible random numbers).
 
 `docs/plugins.md` walks through writing, packaging and testing a plugin with these.
 """
@@ -90,7 +92,7 @@ from nodeflow.node import (
 )
 from nodeflow.plugins import load_registry
 from nodeflow.registry import Architecture
-from nodeflow.training.datasets import PairBatch
+from nodeflow.training.datasets import PairBatch, current_pass, pair_generator
 from nodeflow.training.loop import Schedule, Trainer, fit
 from nodeflow.types import (
     BOOL,
@@ -154,6 +156,7 @@ __all__ = [
     "atomic_path",
     "check_hparams",
     "conv_bias",
+    "current_pass",
     "fit",
     "forward",
     "from_network",
@@ -169,6 +172,7 @@ __all__ = [
     "node",
     "norm_layer",
     "pad_to_multiple",
+    "pair_generator",
     "prepare",
     "read_checkpoint",
     "read_image",

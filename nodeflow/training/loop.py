@@ -2,7 +2,9 @@
 
 A trainer is a small object holding its networks (`modules`), their optimizers and two
 methods: `step(pair)` trains on one batch and returns its losses; `predict(pair)` returns
-the outputs shown in sample grids. `fit` does the rest:
+the outputs shown in sample grids; state beyond networks and optimizers (a GAN's image
+pool) comes from an optional `extra_state()` and goes back through
+`load_extra_state(state)`. `fit` does the rest, for nodeflow's trainers and plugins' alike:
 
 - Batches: the dataset stream is re-batched to `batch_size` pairs (a batch ends early
   where the pair shape changes and at the end of a pass). Pass (epoch) `e` is read with
@@ -18,7 +20,8 @@ the outputs shown in sample grids. `fit` does the rest:
 - Samples: every `sample_every` steps and at the end, a PNG grid (per row: input, output,
   target of one of the first pairs of the data) is written atomically to the `samples`
   folder, or to `<work dir>/samples` when none is given.
-- Checkpoints: every `CHECKPOINT_SECONDS` and when the run is cancelled, the networks,
+- Checkpoints: every `CHECKPOINT_SECONDS` (and every `checkpoint_every` steps when the
+  schedule says) and when the run is cancelled, the networks,
   optimizers, RNG states and position (step, pass, pairs done in the pass) are saved to
   `<work dir>/training.pt`, readable with `torch.load(weights_only=True)`. A run of the
   same node with the same params and inputs finds it and continues from that step; the
@@ -71,7 +74,7 @@ FP16_TRAINING = (
 CHECKPOINT_SECONDS = 60.0
 SAMPLE_ITEMS = 4
 RECENT_STEPS = 20
-FORMAT = 1
+FORMAT = 2
 
 
 class Trainer(Protocol):
@@ -85,6 +88,14 @@ class Trainer(Protocol):
 
     def predict(self, pair: PairBatch) -> torch.Tensor:
         """Outputs for a batch in the targets' form, for sample grids (no grad, eval mode)."""
+
+
+def _extra_state(trainer: Trainer) -> dict[str, Any]:
+    """State a trainer keeps beside its modules and optimizers (a GAN's pool of generated
+    images): what its optional `extra_state()` returns, saved in checkpoints and handed
+    back to its `load_extra_state(state)` on resume."""
+    method = getattr(trainer, "extra_state", None)
+    return method() if method else {}
 
 
 T = TypeVar("T", bound=Trainer)
@@ -102,6 +113,7 @@ class Schedule:
     sample_every: int = 0
     samples: str | None = None
     lr_decay: bool = False
+    checkpoint_every: int | None = None  # steps; a checkpoint is also saved every minute
 
 
 @dataclass
@@ -423,7 +435,10 @@ class _Session:
                 self.ctx.progress(pos.step, self._total(), **info)
                 if self._finished():
                     return
-                if time.perf_counter() - self.last_save > CHECKPOINT_SECONDS:
+                every = schedule.checkpoint_every
+                if time.perf_counter() - self.last_save > CHECKPOINT_SECONDS or (
+                    every and pos.step % every == 0
+                ):
                     self._save()
         if pos.offset == 0:
             raise ValueError(
@@ -512,6 +527,7 @@ class _Session:
             "modules": {name: m.state_dict() for name, m in self.trainer.modules.items()},
             "optimizers": {name: o.state_dict() for name, o in self.trainer.optimizers.items()},
             "rng": _rng_state(self.ctx.device),
+            "extra": _extra_state(self.trainer),
         }
         with atomic_path(self.checkpoint) as tmp:
             torch.save(state, tmp)
@@ -542,6 +558,8 @@ class _Session:
             for name, optimizer in self.trainer.optimizers.items():
                 optimizer.load_state_dict(state["optimizers"][name])
             _set_rng_state(state["rng"], self.ctx.device)
+            if state["extra"]:
+                self.trainer.load_extra_state(state["extra"])
             self.position.__dict__.update(state["position"])
         except Exception as exc:  # a checkpoint from another version or a damaged file
             if not self.main:

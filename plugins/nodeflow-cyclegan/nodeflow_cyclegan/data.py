@@ -1,15 +1,25 @@
-"""Random training crops from an image stream, with a bounded number of images in memory."""
+"""Unpaired training pairs: random crops of two image streams, side by side, per pass.
+
+CycleGAN learns from two sets that are not paired: what it needs in a batch is some A
+crops and some B crops. This stream gives them as `PairBatch`es (input: A crops, target:
+B crops, task "unpaired") so `fit`, the loop every nodeflow trainer runs, drives CycleGAN
+too. One pass reads both streams side by side until the longer one ends, starting the
+shorter one over as often as needed; nothing is held beyond the batch being cut. Crops
+and mirroring come from a generator seeded by (seed, pass, batch index), so a pass is the
+same every time it is read (what resuming needs) and differs from the next.
+"""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 
 import kornia
 import torch
 import torch.nn.functional as F
 
-from nodeflow.api import Stream, to_network
+from nodeflow.api import Batch, PairBatch, Stream, current_pass, pair_generator
+
+CHUNK = 8  # image pairs cut per dataset batch (fit re-batches them to batch_size)
 
 
 def with_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
@@ -21,67 +31,75 @@ def with_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
     return kornia.color.rgb_to_grayscale(image[None])[0]
 
 
-class CropSampler:
-    """Random square crops, randomly mirrored, of the images of one stream.
+def unpaired_pairs(a: Stream, b: Stream, crop: int, seed: int) -> Stream:
+    """The dataset stream of random `crop` x `crop` crops of `a` (inputs) and `b` (targets).
 
-    Up to `buffer` images are held in memory. A stream that fits is read once and kept; a
-    longer one is read round and round, each crop drawn swapping one held image for the
-    next one read, so every image keeps coming back while memory stays bounded. The first
-    image sets the domain's channel count; later gray or RGB images are converted to it.
-    Images with a side shorter than the crop are enlarged (bilinear) until it fits.
+    The first image of each stream sets its domain's channel count; later gray or RGB
+    images are converted to it. Images with a side shorter than the crop are enlarged
+    (bilinear) until it fits.
     """
+    channels = {name: _first(stream, name).shape[0] for name, stream in (("a", a), ("b", b))}
 
-    def __init__(
-        self, stream: Stream, crop: int, buffer: int, generator: torch.Generator, domain: str
-    ):
-        self.crop = crop
-        self.generator = generator
-        first_pass = _images(stream)
-        self.held = [self._fit(image) for image in itertools.islice(first_pass, buffer)]
-        if not self.held:
-            raise ValueError(
-                f"input {domain!r} gave no images to train on; link a stream of images"
-            )
-        self.channels = self.held[0].shape[0]
-        self.held = [with_channels(image, self.channels) for image in self.held]
-        after = next(first_pass, None)
-        self.whole = after is None
-        self._more = itertools.chain([after], first_pass, _forever(stream))
+    def produce() -> Iterator[Batch]:
+        index = 0
+        chunk: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for pair in _side_by_side(a, b):
+            chunk.append(pair)
+            if len(chunk) == CHUNK:
+                yield _cut(chunk, index)
+                chunk, index = [], index + 1
+        if chunk:
+            yield _cut(chunk, index)
 
-    def _fit(self, image: torch.Tensor) -> torch.Tensor:
-        height, width = image.shape[-2:]
-        if min(height, width) >= self.crop:
-            return image
-        scale = self.crop / min(height, width)
-        size = (max(self.crop, round(height * scale)), max(self.crop, round(width * scale)))
-        return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    def _cut(chunk: list[tuple[torch.Tensor, torch.Tensor]], index: int) -> Batch:
+        generator = pair_generator(seed, current_pass(), index)
+        inputs = [_crop(with_channels(x, channels["a"]), crop, generator) for x, _ in chunk]
+        targets = [_crop(with_channels(y, channels["b"]), crop, generator) for _, y in chunk]
+        pairs = PairBatch(torch.stack(inputs), torch.stack(targets), "unpaired")
+        return Batch(pairs, [f"pair{index * CHUNK + i:06d}" for i in range(len(chunk))])
 
-    def _index(self, size: int) -> int:
-        return int(torch.randint(size, (), generator=self.generator))
+    return Stream(produce)
 
-    def draw(self, count: int) -> torch.Tensor:
-        """`count` crops, count x C x crop x crop in [-1, 1], where the images are."""
-        crops = []
-        for _ in range(count):
-            if not self.whole:
-                image = with_channels(self._fit(next(self._more)), self.channels)
-                self.held[self._index(len(self.held))] = image
-            image = self.held[self._index(len(self.held))]
-            height, width = image.shape[-2:]
-            top = self._index(height - self.crop + 1)
-            left = self._index(width - self.crop + 1)
-            crop = image[:, top : top + self.crop, left : left + self.crop]
-            if torch.rand((), generator=self.generator).item() < 0.5:
-                crop = crop.flip(-1)
-            crops.append(crop)
-        return to_network(torch.stack(crops), (-1.0, 1.0))
+
+def _first(stream: Stream, name: str) -> torch.Tensor:
+    image = next(_images(stream), None)
+    if image is None:
+        raise ValueError(f"input {name!r} gave no images to train on; link a stream of images")
+    return image
+
+
+def _side_by_side(a: Stream, b: Stream) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Items of both streams in step until both have ended once (the shorter restarts)."""
+    streams = {"a": a, "b": b}
+    readers = {name: _images(stream) for name, stream in streams.items()}
+    ended: set[str] = set()
+    while True:
+        items = {}
+        for name, reader in readers.items():
+            item = next(reader, None)
+            if item is None:
+                ended.add(name)
+                if len(ended) == len(streams):
+                    return
+                readers[name] = _images(streams[name])
+                item = next(readers[name])
+            items[name] = item
+        yield items["a"], items["b"]
+
+
+def _crop(image: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
+    height, width = image.shape[-2:]
+    if min(height, width) < crop:
+        scale = crop / min(height, width)
+        size = (max(crop, round(height * scale)), max(crop, round(width * scale)))
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        height, width = size
+    top = int(torch.randint(height - crop + 1, (), generator=generator))
+    left = int(torch.randint(width - crop + 1, (), generator=generator))
+    piece = image[:, top : top + crop, left : left + crop]
+    return piece.flip(-1) if torch.rand((), generator=generator) < 0.5 else piece
 
 
 def _images(stream: Stream) -> Iterator[torch.Tensor]:
     for batch in stream:
         yield from batch.data
-
-
-def _forever(stream: Stream) -> Iterator[torch.Tensor]:
-    while True:
-        yield from _images(stream)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
@@ -17,17 +15,17 @@ from nodeflow.api import (
     Model,
     NodeContext,
     Output,
-    RunCancelled,
+    Schedule,
     Stream,
     apply_model,
-    atomic_path,
+    fit,
     match_channels,
     node,
 )
-from nodeflow_cyclegan.data import CropSampler
+from nodeflow.api import Path as PathParam
+from nodeflow.files.policy import output_folder
+from nodeflow_cyclegan.data import unpaired_pairs
 from nodeflow_cyclegan.training import CycleGAN, Settings
-
-CHECKPOINT = "cyclegan.pt"
 
 
 @node(
@@ -54,14 +52,18 @@ CHECKPOINT = "cyclegan.pt"
             0.5, min=0, max=10, help="weight of the identity losses, times lambda_cycle"
         ),
         "pool_size": Int(50, min=0, max=10000, help="generated images kept for the critics"),
-        "buffer": Int(256, min=1, max=100000, help="images of each domain held in memory"),
         "seed": Int(0, help="seed of the initial weights, crops and pool"),
         "time_budget": Float(0.0, min=0, help="stop after this many seconds (0: no limit)"),
         "checkpoint_every": Int(200, min=1, help="steps between resumable checkpoints"),
+        "sample_every": Int(
+            0, min=0, help="write a sample grid every N steps and at the end (0: never)"
+        ),
+        "samples": PathParam(None, help="folder for sample grids (default: the work folder)"),
     },
     mode="collect",
     persist=True,
     inference=False,
+    writes={"samples": "folder"},
 )
 def train(
     a: Stream,
@@ -78,10 +80,11 @@ def train(
     lambda_cycle: float,
     lambda_identity: float,
     pool_size: int,
-    buffer: int,
     seed: int,
     time_budget: float,
     checkpoint_every: int,
+    sample_every: int,
+    samples: str | None,
     ctx: NodeContext,
 ) -> dict[str, Model]:
     """Train a CycleGAN on two unpaired image streams: generators A -> B and B -> A.
@@ -97,10 +100,12 @@ def train(
     linearly to zero over the second half of the steps. The defaults are the reference's
     (Zhu et al. 2017); a CPU wants far smaller ngf, n_blocks, ndf and crop.
 
-    Progress reports the losses: gan, cycle, identity, d_a, d_b. A checkpoint is kept
-    every checkpoint_every steps (and on cancel) in the node's work folder, so a re-run
-    with the same inputs and params resumes there. time_budget stops early and returns
-    the models trained so far. The models read and write [-1, 1]; `cyclegan.translate`,
+    It trains in nodeflow's own loop, as the built-in trainers do: progress reports the
+    losses (gan, cycle, identity, d_a, d_b; loss is their generator sum); a resumable
+    checkpoint is kept every checkpoint_every steps, every minute and on a stop, so a
+    re-run with the same inputs and params resumes there; time_budget stops early and
+    returns the models trained so far; sample_every writes grids (an A crop, its
+    translation, a B crop). The models read and write [-1, 1]; `cyclegan.translate`,
     `cgan_generate` and `unet` handle that, and `save_model` writes them.
     """
     if crop % 4:
@@ -113,59 +118,43 @@ def train(
             f"a {crop}x{crop} crop is too small for a discriminator with n_layers = {n_layers}, "
             f"which needs at least {minimum}; raise crop or lower n_layers"
         )
-    ctx.progress(0, steps)
-    generator = torch.Generator().manual_seed(seed)
-    sampler_a = CropSampler(a, crop, buffer, generator, "a")
-    sampler_b = CropSampler(b, crop, buffer, generator, "b")
-    settings = Settings(
-        channels_a=sampler_a.channels,
-        channels_b=sampler_b.channels,
-        ngf=ngf,
-        n_blocks=n_blocks,
-        ndf=ndf,
-        n_layers=n_layers,
-        lr=lr,
-        lambda_cycle=lambda_cycle,
-        lambda_identity=lambda_identity,
-        pool_size=pool_size,
+    schedule = Schedule(
         steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        time_budget=time_budget or None,
+        sample_every=sample_every,
+        samples=None if samples is None else str(output_folder(samples, ctx.output_root)),
+        lr_decay=True,
+        checkpoint_every=checkpoint_every,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        cyclegan = CycleGAN(settings, ctx.device, generator)
-    checkpoint = ctx.work_dir / CHECKPOINT
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        cyclegan.load_state_dict(state, ctx.device)
-        generator.set_state(state["rng"])
 
-    started = time.perf_counter()
-    try:
-        while cyclegan.step_count < steps:
-            if time_budget and time.perf_counter() - started >= time_budget:
-                break
-            losses = cyclegan.step(sampler_a.draw(batch_size), sampler_b.draw(batch_size))
-            ctx.progress(cyclegan.step_count, steps, **losses)
-            if cyclegan.step_count % checkpoint_every == 0:
-                _save(cyclegan, generator, checkpoint)
-    except RunCancelled:
-        _save(cyclegan, generator, checkpoint)
-        raise
-    checkpoint.unlink(missing_ok=True)
+    def build(first) -> CycleGAN:
+        settings = Settings(
+            channels_a=first.input.shape[1],
+            channels_b=first.target.shape[1],
+            ngf=ngf,
+            n_blocks=n_blocks,
+            ndf=ndf,
+            n_layers=n_layers,
+            lr=lr,
+            lambda_cycle=lambda_cycle,
+            lambda_identity=lambda_identity,
+            pool_size=pool_size,
+        )
+        return CycleGAN(settings, ctx.device)
+
+    cyclegan, outcome = fit(build, unpaired_pairs(a, b, crop, seed), schedule, ctx)
+    record = {"training": outcome.record(schedule)}
     return {
-        "a_to_b": _finished(cyclegan.a_to_b, cyclegan.step_count),
-        "b_to_a": _finished(cyclegan.b_to_a, cyclegan.step_count),
+        "a_to_b": _finished(cyclegan.a_to_b, record),
+        "b_to_a": _finished(cyclegan.b_to_a, record),
     }
 
 
-def _save(cyclegan: CycleGAN, generator: torch.Generator, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({**cyclegan.state_dict(), "rng": generator.get_state()}, tmp)
-
-
-def _finished(model: Model, steps: int) -> Model:
+def _finished(model: Model, record: dict) -> Model:
     model.net.eval()
-    return Model(model.net, replace(model.info, extra={**model.info.extra, "trained_steps": steps}))
+    return Model(model.net, replace(model.info, extra={**model.info.extra, **record}))
 
 
 @node(

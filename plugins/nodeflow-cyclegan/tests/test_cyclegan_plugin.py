@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from nodeflow_cyclegan.nodes import CHECKPOINT
 
 from nodeflow.engine import Cache, CancelToken, Executor, NodeProgress
 from nodeflow.graph import Graph
+from nodeflow.training.loop import CHECKPOINT_FILE
 
 GRAPH = Path(__file__).resolve().parents[3] / "graphs" / "cyclegan_photo2sketch.toml"
 TINY = {"ngf": 4, "n_blocks": 1, "ndf": 4, "n_layers": 2, "crop": 24}
@@ -53,7 +53,7 @@ def test_losses_fall_over_thirty_steps_on_tiny_crops(run_graph) -> None:
     assert result.ok, result.failed
     steps = losses(events)
     assert len(steps) == 30
-    assert set(steps[0]) == {"gan", "cycle", "identity", "d_a", "d_b"}
+    assert {"loss", "gan", "cycle", "identity", "d_a", "d_b", "lr"} <= set(steps[0])
     for name in ("cycle", "identity", "d_a", "d_b", "gan"):
         first, last = mean([s[name] for s in steps[:10]]), mean([s[name] for s in steps[-10:]])
         assert last < 0.9 * first, f"{name}: {first:.3f} -> {last:.3f}"
@@ -61,7 +61,8 @@ def test_losses_fall_over_thirty_steps_on_tiny_crops(run_graph) -> None:
     a_to_b = result.outputs["train"]["a_to_b"]
     assert (a_to_b.arch, a_to_b.info.value_range) == ("resnet_generator", (-1.0, 1.0))
     assert a_to_b.info.hparams["norm"] == "instance"
-    assert a_to_b.info.extra == {"cyclegan": "a_to_b", "trained_steps": 30}
+    assert a_to_b.info.extra["cyclegan"] == "a_to_b"
+    assert a_to_b.info.extra["training"]["steps"] == 30
 
 
 def test_translate_runs_either_generator_on_any_size(run_graph) -> None:
@@ -116,17 +117,19 @@ def test_a_cancelled_run_resumes_and_ends_as_an_unbroken_run(
         graph = Graph.load(tmp_path / "g.toml")
         return executor.run(graph, targets=["train"], on_event=on_event, cancel=cancel), events
 
-    stopped, _ = run(tmp_path / "cache", cancel_at=3)  # seen at the next step's report
+    stopped, _ = run(tmp_path / "cache", cancel_at=3)  # seen before the next step
     assert stopped.cancelled
-    saved = list((tmp_path / "cache" / "work").glob(f"*/{CHECKPOINT}"))
+    saved = list((tmp_path / "cache" / "work").glob(f"*/{CHECKPOINT_FILE}"))
     assert len(saved) == 1
     state = torch.load(saved[0], weights_only=True)
-    assert state["step"] == 4
+    assert state["position"]["step"] == 3
+    assert len(state["extra"]["pool_a"]) == 3  # the image pools resume too
 
     resumed, events = run(tmp_path / "cache")
     assert resumed.ok, resumed.failed
-    steps_run = [e.done for e in events if isinstance(e, NodeProgress) and e.info]
-    assert steps_run == [5, 6, 7, 8]
+    progress = [e for e in events if isinstance(e, NodeProgress) and e.info]
+    assert progress[0].info == {"resumed": 3}
+    assert [e.done for e in progress[1:]] == [4, 5, 6, 7, 8]
     assert not saved[0].exists()
 
     unbroken, _ = run(tmp_path / "fresh")
