@@ -821,6 +821,27 @@ params = { norm = "group" }
 
 
 @drive
+async def test_a_new_metrics_node_measures_against_the_source_photos_and_says_so(
+    tmp_path: Path, registry: Registry
+) -> None:
+    two_nodes = SMALL.split("[nodes.quality]")[0]
+    app = make_app(tmp_path, registry, two_nodes)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("down", "a", *"metri")  # after noisy, whose upstream is photos
+        await wait_for(pilot, palette_offers(app, "add metrics"), "the palette")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.doc.graph.nodes["metrics"].inputs == {
+            "image": Link("noisy", "image"),
+            "reference": Link("photos", "image"),
+        }
+        assert notes(app)[-1] == (
+            "Added metrics (metrics); linked image ← noisy.image, reference ← photos.image"
+        )
+
+
+@drive
 async def test_change_a_nodes_type_in_place_and_comment_on_it(
     tmp_path: Path, registry: Registry
 ) -> None:
