@@ -178,21 +178,25 @@ def load(path: str | os.PathLike[str]) -> Graph:
     return Graph.load(path)
 
 
-def to_script(graph: GraphModel, registry: Registry) -> str:
+def to_script(graph: GraphModel, registry: Registry, script: Path | None = None) -> str:
     """A Python script that builds `graph` with `Graph.add` and runs it.
 
     Nodes come in link order (each after the nodes it reads), with `id=` only where the
     id is not the one `add` would make. The script's graph keeps the file's path, so
-    relative paths resolve against the same folder and `g.save()` writes that file; its
-    run prints the scalar outputs of the output nodes, as `nodeflow run` does. The `ui`
-    table (editor layout) is not carried over.
+    relative paths resolve against the graph file's folder, as `nodeflow run` resolves
+    them, from whatever folder the script runs in, and `g.save()` writes that file. The
+    path is anchored on the script's own folder when the script is to be written to
+    `script` and the graph file is in that folder or below it, else absolute. Its run prints the scalar outputs of the output nodes, as
+    `nodeflow run` does. The `ui` table (editor layout) is not carried over.
     """
     position = {node_id: i for i, node_id in enumerate(graph.nodes)}
     order = list(nx.lexicographical_topological_sort(graph.digraph(), key=position.get))
     made = Graph(registry=registry)
     names: dict[str, str] = {}
-    where = f"path={str(graph.path)!r}" if graph.path else ""
+    where = _graph_path(graph, script)
     lines = ["import nodeflow", "", f"g = nodeflow.Graph({where})"]
+    if "__file__" in where:
+        lines[:0] = ["from pathlib import Path", ""]
     for node_id in order:
         spec = graph.nodes[node_id]
         names[node_id] = _variable(node_id, set(names.values()))
@@ -217,6 +221,19 @@ def to_script(graph: GraphModel, registry: Registry) -> str:
                 value = f"result[{names[node_id]}][{output!r}]"
                 lines.append(f'print("{node_id}.{output} =", {value})')
     return "\n".join(lines) + "\n"
+
+
+def _graph_path(graph: GraphModel, script: Path | None) -> str:
+    """The `path=` argument that names the graph's file from wherever the script runs."""
+    if graph.path is None:
+        return ""
+    target = Path(graph.path).resolve()
+    if script is None:
+        return f"path={str(target)!r}"
+    folder = Path(script).resolve().parent
+    if not target.is_relative_to(folder):
+        return f"path={str(target)!r}"
+    return f"path=Path(__file__).parent / {target.relative_to(folder).as_posix()!r}"
 
 
 def _variable(node_id: str, taken: set[str]) -> str:

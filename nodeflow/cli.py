@@ -395,7 +395,11 @@ def edit(graph_file: str | None, device: str, precision: str) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write the script to this file (default: print it).")  # fmt: skip
 def export_python(graph_file: str, output: str | None) -> None:
-    """Write GRAPH_FILE as a Python script that builds it with nodeflow.Graph and runs it."""
+    """Write GRAPH_FILE as a Python script that builds it with nodeflow.Graph and runs it.
+
+    The script runs from any folder: its relative paths resolve against GRAPH_FILE's
+    folder, as `nodeflow run` resolves them.
+    """
     from nodeflow.atomic import write_text_atomic
     from nodeflow.builder import to_script
 
@@ -405,12 +409,10 @@ def export_python(graph_file: str, output: str | None) -> None:
     if problems:
         _print_problems(graph_file, problems)
         sys.exit(EXIT_INVALID)
-    script = to_script(graph, registry)
+    script = to_script(graph, registry, Path(output) if output else None)
     if output is None:
         click.echo(script, nl=False)
         return
-    from pathlib import Path
-
     write_text_atomic(Path(output), script)
     click.echo(f"wrote {output}", err=True)
 

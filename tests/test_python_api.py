@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 import nodeflow
 from nodeflow.cli import main
@@ -182,6 +183,40 @@ def test_an_exported_script_runs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert made.exit_code == 0, made.output
     runpy.run_path(str(out), run_name="__main__")
     assert capsys.readouterr().out.startswith("quality.psnr = ")
+
+
+def test_an_exported_script_runs_from_any_folder_with_the_graphs_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    for folder in (project / "photos", elsewhere):
+        folder.mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.new("RGB", (8, 8), (200, 40, 40)).save(project / "photos" / f"{name}.png")
+    (project / "graph.toml").write_text(
+        "version = 1\n"
+        '[nodes.photos]\ntype = "load_images"\nparams = { path = "photos" }\n'
+        '[nodes.gray]\ntype = "grayscale"\ninputs = { image = "photos.image" }\n'
+        '[nodes.save]\ntype = "save_images"\nparams = { folder = "out" }\n'
+        'inputs = { image = "gray.image" }\n'
+    )
+    monkeypatch.chdir(project)  # exported from the graph's folder, by its relative name
+    printed = CliRunner().invoke(main, ["export-python", "graph.toml"])
+    made = CliRunner().invoke(main, ["export-python", "graph.toml", "-o", "graph.py"])
+    assert printed.exit_code == made.exit_code == 0, printed.output + made.output
+    assert f"nodeflow.Graph(path={str((project / 'graph.toml').resolve())!r})" in printed.output
+    assert (
+        "nodeflow.Graph(path=Path(__file__).parent / 'graph.toml')" in Path("graph.py").read_text()
+    )
+    (elsewhere / "printed.py").write_text(printed.output)
+
+    monkeypatch.chdir(elsewhere)  # and run from another folder
+    for script in (elsewhere / "printed.py", project / "graph.py"):
+        runpy.run_path(str(script), run_name="__main__")
+        assert sorted(p.name for p in (project / "out").iterdir()) == ["a.png", "b.png"]
+        assert not (elsewhere / "out").exists()
+        for saved in (project / "out").iterdir():
+            saved.unlink()
 
 
 def test_export_python_refuses_an_invalid_graph(tmp_path: Path) -> None:
