@@ -144,7 +144,7 @@ def run(
     written waits for it; a third stops at once.
     """
     from nodeflow import launch
-    from nodeflow.cli_progress import ProgressView, print_results
+    from nodeflow.cli_progress import ProgressView, print_results, traceback_hint
     from nodeflow.engine.cache import Cache
     from nodeflow.engine.context import CancelToken
     from nodeflow.engine.device import DeviceError
@@ -236,6 +236,9 @@ def run(
         sys.exit(0 if result.ok or result.cancelled else EXIT_FAILED)
     if events is None:
         print_results(graph, registry, result, quiet=quiet, skipped=view.skipped)
+    hint = traceback_hint(view.untraced)
+    if hint:
+        click.secho(hint, err=True, fg="yellow")
     if result.cancelled:
         click.secho("cancelled; no partial output files were left behind", err=True, fg="yellow")
         sys.exit(EXIT_CANCELLED)
