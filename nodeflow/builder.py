@@ -15,7 +15,7 @@ from __future__ import annotations
 import keyword
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,8 @@ class Graph(GraphModel):
         (`sigma=25`, a `pathlib.Path` for a path). The id is `id`, or one made from the type
         (`add_noise`, then `add_noise_2`, ...). Raises `GraphFileError` listing every problem
         (unknown type, param or input, a value out of range, a missing required one) as
-        `nodeflow validate` words them; the graph is then left as it was.
+        `nodeflow validate` words them, but for a missing input's example, which is in
+        Python; the graph is then left as it was.
         """
         registry = self.node_types()
         node_id = self._new_id(node_type) if id is None else id
@@ -116,11 +117,39 @@ class Graph(GraphModel):
         for name, value in values.items():
             problems += _place(spec, name, value, declared)
         if not problems:
-            problems = self.check_node(spec, registry)
+            problems = [self._in_python(p, spec, declared) for p in self.check_node(spec, registry)]
         if problems:
             raise GraphFileError(None, problems)
         self.nodes[node_id] = spec
         return NodeHandle(self, node_id)
+
+    def _in_python(self, problem: Problem, spec: NodeSpec, node_type: NodeType | None) -> Problem:
+        """`problem`, a missing input's told how to link it from Python rather than in TOML."""
+        missing = {
+            f"input {name!r}": (name, socket.type.name)
+            for name, socket in (node_type.inputs.items() if node_type else [])
+            if not socket.optional and name not in spec.inputs
+        }
+        if problem.field not in missing:
+            return problem
+        name, type_name = missing[problem.field]
+        example = _keyword(name, self._fitting_output(type_name) or "other.<output>")
+        message = (
+            f"missing required input ({type_name}); link it to another node's output, "
+            f"e.g. g.add({spec.type!r}, {example})"
+        )
+        return replace(problem, message=message)
+
+    def _fitting_output(self, type_name: str) -> str | None:
+        """`g['id'].output` for the latest node with an output of `type_name`, if any."""
+        registry = self.node_types()
+        for other in reversed(self.nodes.values()):
+            other_type = registry.node_type(other.type)
+            for output, socket in other_type.outputs.items() if other_type else []:
+                if socket.type.name == type_name:
+                    reach = f".{output}" if output.isidentifier() else f"[{output!r}]"
+                    return f"g[{other.id!r}]{reach}"
+        return None
 
     def __getitem__(self, node_id: str) -> NodeHandle:
         """The handle of the node `node_id` (of a loaded graph, say)."""

@@ -114,6 +114,22 @@ def test_add_refuses_a_bad_node_with_the_validation_message(call, message: str) 
     assert list(g.nodes) == ["sample_images"]
 
 
+def test_a_missing_input_is_explained_in_python_not_in_toml() -> None:
+    g = nodeflow.Graph()
+    with pytest.raises(nodeflow.GraphFileError) as first:
+        g.add("add_noise")
+    assert "e.g. g.add('add_noise', image=other.<output>)" in str(first.value)
+    photos = g.add("sample_images", id="photos", size=32)
+    with pytest.raises(nodeflow.GraphFileError) as second:
+        g.add("metrics", image=photos.image)
+    message = str(second.value)
+    assert message == (
+        "node 'metrics' input 'reference': missing required input (Image); link it to "
+        "another node's output, e.g. g.add('metrics', reference=g['photos'].image)"
+    )
+    assert "inputs = {" not in message + str(first.value)
+
+
 def test_add_and_validate_word_a_problem_alike(tmp_path: Path) -> None:
     (tmp_path / "g.toml").write_text(
         'version = 1\n[nodes.a]\ntype = "sample_images"\nparams = { sizee = 3 }\n'
