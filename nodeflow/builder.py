@@ -15,7 +15,7 @@ from __future__ import annotations
 import keyword
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,8 @@ class Graph(GraphModel):
         (`sigma=25`, a `pathlib.Path` for a path). The id is `id`, or one made from the type
         (`add_noise`, then `add_noise_2`, ...). Raises `GraphFileError` listing every problem
         (unknown type, param or input, a value out of range, a missing required one) as
-        `nodeflow validate` words them; the graph is then left as it was.
+        `nodeflow validate` words them, but for a missing input's example, which is in
+        Python; the graph is then left as it was.
         """
         registry = self.node_types()
         node_id = self._new_id(node_type) if id is None else id
@@ -116,11 +117,39 @@ class Graph(GraphModel):
         for name, value in values.items():
             problems += _place(spec, name, value, declared)
         if not problems:
-            problems = self.check_node(spec, registry)
+            problems = [self._in_python(p, spec, declared) for p in self.check_node(spec, registry)]
         if problems:
             raise GraphFileError(None, problems)
         self.nodes[node_id] = spec
         return NodeHandle(self, node_id)
+
+    def _in_python(self, problem: Problem, spec: NodeSpec, node_type: NodeType | None) -> Problem:
+        """`problem`, a missing input's told how to link it from Python rather than in TOML."""
+        missing = {
+            f"input {name!r}": (name, socket.type.name)
+            for name, socket in (node_type.inputs.items() if node_type else [])
+            if not socket.optional and name not in spec.inputs
+        }
+        if problem.field not in missing:
+            return problem
+        name, type_name = missing[problem.field]
+        example = _keyword(name, self._fitting_output(type_name) or "other.<output>")
+        message = (
+            f"missing required input ({type_name}); link it to another node's output, "
+            f"e.g. g.add({spec.type!r}, {example})"
+        )
+        return replace(problem, message=message)
+
+    def _fitting_output(self, type_name: str) -> str | None:
+        """`g['id'].output` for the latest node with an output of `type_name`, if any."""
+        registry = self.node_types()
+        for other in reversed(self.nodes.values()):
+            other_type = registry.node_type(other.type)
+            for output, socket in other_type.outputs.items() if other_type else []:
+                if socket.type.name == type_name:
+                    reach = f".{output}" if output.isidentifier() else f"[{output!r}]"
+                    return f"g[{other.id!r}]{reach}"
+        return None
 
     def __getitem__(self, node_id: str) -> NodeHandle:
         """The handle of the node `node_id` (of a loaded graph, say)."""
@@ -178,21 +207,25 @@ def load(path: str | os.PathLike[str]) -> Graph:
     return Graph.load(path)
 
 
-def to_script(graph: GraphModel, registry: Registry) -> str:
+def to_script(graph: GraphModel, registry: Registry, script: Path | None = None) -> str:
     """A Python script that builds `graph` with `Graph.add` and runs it.
 
     Nodes come in link order (each after the nodes it reads), with `id=` only where the
     id is not the one `add` would make. The script's graph keeps the file's path, so
-    relative paths resolve against the same folder and `g.save()` writes that file; its
-    run prints the scalar outputs of the output nodes, as `nodeflow run` does. The `ui`
-    table (editor layout) is not carried over.
+    relative paths resolve against the graph file's folder, as `nodeflow run` resolves
+    them, from whatever folder the script runs in, and `g.save()` writes that file. The
+    path is anchored on the script's own folder when the script is to be written to
+    `script` and the graph file is in that folder or below it, else absolute. Its run prints the scalar outputs of the output nodes, as
+    `nodeflow run` does. The `ui` table (editor layout) is not carried over.
     """
     position = {node_id: i for i, node_id in enumerate(graph.nodes)}
     order = list(nx.lexicographical_topological_sort(graph.digraph(), key=position.get))
     made = Graph(registry=registry)
     names: dict[str, str] = {}
-    where = f"path={str(graph.path)!r}" if graph.path else ""
+    where = _graph_path(graph, script)
     lines = ["import nodeflow", "", f"g = nodeflow.Graph({where})"]
+    if "__file__" in where:
+        lines[:0] = ["from pathlib import Path", ""]
     for node_id in order:
         spec = graph.nodes[node_id]
         names[node_id] = _variable(node_id, set(names.values()))
@@ -217,6 +250,19 @@ def to_script(graph: GraphModel, registry: Registry) -> str:
                 value = f"result[{names[node_id]}][{output!r}]"
                 lines.append(f'print("{node_id}.{output} =", {value})')
     return "\n".join(lines) + "\n"
+
+
+def _graph_path(graph: GraphModel, script: Path | None) -> str:
+    """The `path=` argument that names the graph's file from wherever the script runs."""
+    if graph.path is None:
+        return ""
+    target = Path(graph.path).resolve()
+    if script is None:
+        return f"path={str(target)!r}"
+    folder = Path(script).resolve().parent
+    if not target.is_relative_to(folder):
+        return f"path={str(target)!r}"
+    return f"path=Path(__file__).parent / {target.relative_to(folder).as_posix()!r}"
 
 
 def _variable(node_id: str, taken: set[str]) -> str:

@@ -144,7 +144,7 @@ def run(
     written waits for it; a third stops at once.
     """
     from nodeflow import launch
-    from nodeflow.cli_progress import ProgressView, print_results
+    from nodeflow.cli_progress import ProgressView, print_results, traceback_hint
     from nodeflow.engine.cache import Cache
     from nodeflow.engine.context import CancelToken
     from nodeflow.engine.device import DeviceError
@@ -236,6 +236,9 @@ def run(
         sys.exit(0 if result.ok or result.cancelled else EXIT_FAILED)
     if events is None:
         print_results(graph, registry, result, quiet=quiet, skipped=view.skipped)
+    hint = traceback_hint(view.untraced)
+    if hint:
+        click.secho(hint, err=True, fg="yellow")
     if result.cancelled:
         click.secho("cancelled; no partial output files were left behind", err=True, fg="yellow")
         sys.exit(EXIT_CANCELLED)
@@ -395,7 +398,11 @@ def edit(graph_file: str | None, device: str, precision: str) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write the script to this file (default: print it).")  # fmt: skip
 def export_python(graph_file: str, output: str | None) -> None:
-    """Write GRAPH_FILE as a Python script that builds it with nodeflow.Graph and runs it."""
+    """Write GRAPH_FILE as a Python script that builds it with nodeflow.Graph and runs it.
+
+    The script runs from any folder: its relative paths resolve against GRAPH_FILE's
+    folder, as `nodeflow run` resolves them.
+    """
     from nodeflow.atomic import write_text_atomic
     from nodeflow.builder import to_script
 
@@ -405,12 +412,10 @@ def export_python(graph_file: str, output: str | None) -> None:
     if problems:
         _print_problems(graph_file, problems)
         sys.exit(EXIT_INVALID)
-    script = to_script(graph, registry)
+    script = to_script(graph, registry, Path(output) if output else None)
     if output is None:
         click.echo(script, nl=False)
         return
-    from pathlib import Path
-
     write_text_atomic(Path(output), script)
     click.echo(f"wrote {output}", err=True)
 

@@ -67,6 +67,7 @@ class ProgressView:
         self.types: dict[str, str] = {}
         self.counts: dict[str, tuple[int, int | None]] = {}
         self.skipped: dict[str, int] = {}  # items (files) each node skipped
+        self.untraced: list[str] = []  # nodes that raised, their tracebacks not printed
 
     def __enter__(self) -> ProgressView:
         self.progress.start()
@@ -108,6 +109,8 @@ class ProgressView:
                     self.console.print(f"[red]✗ {message}[/]", highlight=False)
                     if self.show_traceback and event.traceback:
                         self.console.print(event.traceback.rstrip(), highlight=False, markup=False)
+                    elif event.traceback:
+                        self.untraced.append(node)
                 else:
                     self.console.print(f"[dim]✗ {node} {type_id}: {message}[/]")
             case ItemError(node=node, item=item, message=message):
@@ -117,6 +120,13 @@ class ProgressView:
                 )
             case RunWarning(message=message):
                 self.console.print(f"[yellow]! {message}[/]", highlight=False)
+
+
+def traceback_hint(untraced: list[str]) -> str | None:
+    """One line on how to see the tracebacks of the nodes that raised, if any did."""
+    if not untraced:
+        return None
+    return f"run again with --traceback to see where in its code {', '.join(untraced)} failed"
 
 
 def print_results(

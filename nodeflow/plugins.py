@@ -53,10 +53,26 @@ def _disabled() -> set[str]:
     return {name.strip() for name in os.environ.get("NODEFLOW_DISABLE_PLUGINS", "").split(",")}
 
 
+_NODEFLOW = Path(__file__).resolve().parent
+
+
 def _error_text(exc: BaseException) -> str:
-    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" ({Path(frame[0].filename).name}:{frame[0].lineno})" if frame else ""
+    """The error and where it happened: the plugin's own line, not nodeflow's.
+
+    An error nodeflow raises (a node declared without a docstring, say) is named at the
+    deepest line outside nodeflow, the plugin's line that called it; other errors at
+    their last line.
+    """
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if frames and _in_nodeflow(frames[-1].filename):
+        theirs = [f for f in frames if not (_in_nodeflow(f.filename) or f.filename[0] == "<")]
+        frames = theirs or frames
+    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _in_nodeflow(filename: str) -> bool:
+    return Path(filename).resolve().is_relative_to(_NODEFLOW)
 
 
 def _entry_point_modules() -> list[tuple[PluginRecord, Callable[[], ModuleType]]]:

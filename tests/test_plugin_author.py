@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -159,6 +160,69 @@ def test_the_api_module_exports_everything_it_lists() -> None:
     assert api.read_image is read_image and api.match_channels is match_channels
     with pytest.raises(AttributeError, match="has no attribute 'engine_internals'"):
         _ = api.engine_internals
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+INKWELL = '''
+from nodeflow.api import IMAGE, Input, Output, hookimpl, node
+
+
+@node("invert", inputs={"image": Input(IMAGE)}, outputs={"image": Output(IMAGE)})
+def invert(image):
+    """The negative of the images."""
+    return 1 - image
+
+
+@hookimpl
+def register_nodes(register):
+    register(invert)
+'''
+
+FOLDER_PLUGIN_TEST = '''
+import torch
+
+NEGATIVE = """version = 1
+[nodes.photos]
+type = "sample_images"
+params = { names = "camera", size = 16 }
+[nodes.negative]
+type = "inkwell.invert"
+inputs = { image = "photos.image" }
+"""
+
+
+def test_the_node_is_reached_through_the_registry(nodeflow_registry):
+    x = torch.rand(1, 3, 4, 4)
+    torch.testing.assert_close(nodeflow_registry.nodes["inkwell.invert"](x), 1 - x)
+
+
+def test_the_node_runs_in_a_graph(run_graph):
+    result, _events = run_graph(NEGATIVE, targets=["photos", "negative"])
+    assert result.ok, result.failed
+    photos = torch.cat(list(result.outputs["photos"]["image"].tensors()))
+    negative = torch.cat(list(result.outputs["negative"]["image"].tensors()))
+    torch.testing.assert_close(negative, 1 - photos)
+'''
+
+
+def test_a_folder_plugin_is_tested_with_the_conftest_the_docs_give(tmp_path: Path) -> None:
+    docs = (DOCS / "plugins.md").read_text()
+    conftest = re.search(r"```python\n(# tests/conftest.py\n.*?)```", docs, re.S)
+    assert conftest, "docs/plugins.md shows a folder plugin's tests/conftest.py"
+    project = tmp_path / "inkwell"
+    (project / "plugins").mkdir(parents=True)
+    (project / "tests").mkdir()
+    (project / "plugins" / "inkwell.py").write_text(INKWELL)
+    (project / "tests" / "conftest.py").write_text(conftest.group(1))
+    (project / "tests" / "test_inkwell.py").write_text(FOLDER_PLUGIN_TEST)
+    env = {k: v for k, v in os.environ.items() if k != "NODEFLOW_PLUGIN_PATH"}
+    env["PYTHONPATH"] = str(Path(api.__file__).parents[1])  # the checkout under test
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "2 passed" in ran.stdout, ran.stdout + ran.stderr
 
 
 def test_the_testing_helper_names_broken_plugins_when_a_node_type_is_unknown(

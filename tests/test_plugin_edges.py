@@ -98,6 +98,40 @@ def test_validate_and_run_name_the_failed_plugin_of_an_unknown_type(
         assert "sharpness_library_that_is_not_installed" in out.output
 
 
+UNDOCUMENTED = """
+from nodeflow.api import IMAGE, Input, Output, hookimpl, node
+
+
+@node("invert", inputs={"image": Input(IMAGE)}, outputs={"image": Output(IMAGE)})
+def invert(image):
+    return 1 - image
+
+
+@hookimpl
+def register_nodes(register):
+    register(invert)
+"""
+
+
+def test_a_node_without_a_docstring_is_named_at_the_plugins_own_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "plugins"
+    (folder / "inkwell").mkdir(parents=True)  # a file plugin, and a package whose module errs
+    (folder / "bare.py").write_text(UNDOCUMENTED)
+    (folder / "inkwell" / "__init__.py").write_text("from .nodes import register_nodes\n")
+    blank = UNDOCUMENTED.replace("    return 1 - image", '    """ """\n    return 1 - image')
+    (folder / "inkwell" / "nodes.py").write_text(blank)
+    plugins_from(monkeypatch, folder)
+    for plugin in ("bare", "inkwell"):
+        graph = write(tmp_path, f'[nodes.i]\ntype = "{plugin}.invert"\n')
+        out = CliRunner().invoke(main, ["validate", graph])
+        assert out.exit_code == 2
+        assert "give the function a docstring; it is the node's help" in out.output
+        where = "bare.py:5" if plugin == "bare" else "nodes.py:5"  # the line of @node(...)
+        assert f"help ({where})" in out.output and "node.py" not in out.output
+
+
 def test_a_type_of_a_plugin_that_is_not_loaded_says_so(tmp_path: Path) -> None:
     graph = write(tmp_path, '[nodes.s]\ntype = "sharp.unsharp_mask"\n')
     out = CliRunner().invoke(main, ["validate", graph])

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 import nodeflow
 from nodeflow.cli import main
@@ -113,6 +114,22 @@ def test_add_refuses_a_bad_node_with_the_validation_message(call, message: str) 
     assert list(g.nodes) == ["sample_images"]
 
 
+def test_a_missing_input_is_explained_in_python_not_in_toml() -> None:
+    g = nodeflow.Graph()
+    with pytest.raises(nodeflow.GraphFileError) as first:
+        g.add("add_noise")
+    assert "e.g. g.add('add_noise', image=other.<output>)" in str(first.value)
+    photos = g.add("sample_images", id="photos", size=32)
+    with pytest.raises(nodeflow.GraphFileError) as second:
+        g.add("metrics", image=photos.image)
+    message = str(second.value)
+    assert message == (
+        "node 'metrics' input 'reference': missing required input (Image); link it to "
+        "another node's output, e.g. g.add('metrics', reference=g['photos'].image)"
+    )
+    assert "inputs = {" not in message + str(first.value)
+
+
 def test_add_and_validate_word_a_problem_alike(tmp_path: Path) -> None:
     (tmp_path / "g.toml").write_text(
         'version = 1\n[nodes.a]\ntype = "sample_images"\nparams = { sizee = 3 }\n'
@@ -182,6 +199,40 @@ def test_an_exported_script_runs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert made.exit_code == 0, made.output
     runpy.run_path(str(out), run_name="__main__")
     assert capsys.readouterr().out.startswith("quality.psnr = ")
+
+
+def test_an_exported_script_runs_from_any_folder_with_the_graphs_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    for folder in (project / "photos", elsewhere):
+        folder.mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.new("RGB", (8, 8), (200, 40, 40)).save(project / "photos" / f"{name}.png")
+    (project / "graph.toml").write_text(
+        "version = 1\n"
+        '[nodes.photos]\ntype = "load_images"\nparams = { path = "photos" }\n'
+        '[nodes.gray]\ntype = "grayscale"\ninputs = { image = "photos.image" }\n'
+        '[nodes.save]\ntype = "save_images"\nparams = { folder = "out" }\n'
+        'inputs = { image = "gray.image" }\n'
+    )
+    monkeypatch.chdir(project)  # exported from the graph's folder, by its relative name
+    printed = CliRunner().invoke(main, ["export-python", "graph.toml"])
+    made = CliRunner().invoke(main, ["export-python", "graph.toml", "-o", "graph.py"])
+    assert printed.exit_code == made.exit_code == 0, printed.output + made.output
+    assert f"nodeflow.Graph(path={str((project / 'graph.toml').resolve())!r})" in printed.output
+    assert (
+        "nodeflow.Graph(path=Path(__file__).parent / 'graph.toml')" in Path("graph.py").read_text()
+    )
+    (elsewhere / "printed.py").write_text(printed.output)
+
+    monkeypatch.chdir(elsewhere)  # and run from another folder
+    for script in (elsewhere / "printed.py", project / "graph.py"):
+        runpy.run_path(str(script), run_name="__main__")
+        assert sorted(p.name for p in (project / "out").iterdir()) == ["a.png", "b.png"]
+        assert not (elsewhere / "out").exists()
+        for saved in (project / "out").iterdir():
+            saved.unlink()
 
 
 def test_export_python_refuses_an_invalid_graph(tmp_path: Path) -> None:

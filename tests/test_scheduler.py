@@ -229,15 +229,20 @@ def test_traceback_shows_the_line_in_the_plugin_that_failed(
     plain = runner.invoke(main, ["run", str(graph)])
     assert plain.exit_code == 1
     assert "Traceback" not in plain.output
+    hint = "run again with --traceback to see where in its code bad failed"
+    assert plain.output.count("--traceback") == 1 and hint in plain.output
     traced = runner.invoke(main, ["run", str(graph), "--traceback"])
     assert "Traceback (most recent call last)" in traced.output
-    assert "toy.py" in traced.output
+    assert "toy.py" in traced.output and "--traceback" not in traced.output
     events = runner.invoke(main, ["run", str(graph), "--events", "jsonl"])
     failed = [json.loads(line) for line in events.output.splitlines() if '"NodeFailed"' in line]
     bad = next(e for e in failed if e["node"] == "bad")
     assert "toy.py" in bad["traceback"] and bad["upstream"] is None
     started = next(json.loads(line) for line in events.output.splitlines() if "RunStarted" in line)
     assert started["engine"] == "local" and started["world_size"] == 1
+    graph.write_text(graph_through("toy.scale"))
+    fine = runner.invoke(main, ["run", str(graph)])
+    assert fine.exit_code == 0 and "--traceback" not in fine.output, fine.output
 
 
 def test_training_in_fp16_is_refused_with_a_reason(registry: Registry) -> None:

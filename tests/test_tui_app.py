@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList
 from textual.widgets import TabbedContent
+from textual.widgets._footer import FooterKey
 
 from nodeflow.engine import Cache, Executor
 from nodeflow.graph import Graph, Link
@@ -20,6 +21,7 @@ from nodeflow.tui.app import MainScreen, NodeflowApp
 from nodeflow.tui.screens.choice import ChoiceScreen
 from nodeflow.tui.screens.confirm_quit import ConfirmQuitScreen
 from nodeflow.tui.status import State
+from nodeflow.tui.widgets.footer import KeyFooter
 from nodeflow.tui.widgets.graph_view import GraphView
 from nodeflow.tui.widgets.inspector import ParamField
 from nodeflow.tui.widgets.node_list import NodeList
@@ -490,6 +492,33 @@ async def test_narrow_terminal_folds_the_graph_away_and_help_lists_every_key(
         assert isinstance(app.screen, MainScreen)
 
 
+def footer_keys(app: NodeflowApp) -> list[str]:
+    return [key.key_display for key in app.screen.query_one(KeyFooter).query(FooterKey)]
+
+
+@drive
+async def test_the_footer_is_one_row_of_the_most_wanted_keys_at_every_width(
+    tmp_path: Path, registry: Registry
+) -> None:
+    app = make_app(tmp_path, registry)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        footer = app.screen.query_one(KeyFooter)
+        shown = {}
+        for width, height in [(80, 24), (120, 40), (200, 50)]:
+            await pilot.resize_terminal(width, height)
+            await pilot.pause()
+            keys = footer.query(FooterKey)
+            assert footer.region.height == 1 and footer.region.y == height - 1
+            assert all(key.region.right <= width and key.region.y == height - 1 for key in keys)
+            shown[width] = [key.action for key in keys]
+            if width == 80:
+                assert footer_keys(app) == ["a", "d", "c", "r", "u", "^s", "g", "?", "^q", "^p"]
+        assert set(shown[80]) < set(shown[120]) < set(shown[200])
+        every = {binding.action for binding in MainScreen.BINDINGS if binding.show}
+        assert every < set(shown[200])  # the rest, as every key, is in the help screen
+
+
 def test_edit_command_is_wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
@@ -818,6 +847,27 @@ params = { norm = "group" }
         shown = norm.query_one("Select").query_one("SelectCurrent #label")
         assert str(shown.render()) == "group: not a choice"
         assert "not one of" in str(norm.query_one(".field-error").render())
+
+
+@drive
+async def test_a_new_metrics_node_measures_against_the_source_photos_and_says_so(
+    tmp_path: Path, registry: Registry
+) -> None:
+    two_nodes = SMALL.split("[nodes.quality]")[0]
+    app = make_app(tmp_path, registry, two_nodes)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("down", "a", *"metri")  # after noisy, whose upstream is photos
+        await wait_for(pilot, palette_offers(app, "add metrics"), "the palette")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.doc.graph.nodes["metrics"].inputs == {
+            "image": Link("noisy", "image"),
+            "reference": Link("photos", "image"),
+        }
+        assert notes(app)[-1] == (
+            "Added metrics (metrics); linked image ← noisy.image, reference ← photos.image"
+        )
 
 
 @drive

@@ -1,31 +1,28 @@
-"""The footer: every key binding, wrapped onto as many rows as the terminal's width needs."""
+"""The footer: one row of keys, the most wanted first; the help screen (`?`) lists every key."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.app import ComposeResult
-from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
 GAP = 1
+PALETTE_EDGE = 3
+"""Columns the command palette's key takes beyond its text: its border, gap and margin."""
 
 
 class KeyFooter(Footer):
-    """Textual's footer with its keys wrapped into rows, so none scrolls out of sight."""
+    """Textual's footer kept to one row: when the keys do not all fit, it leaves out those that
+    come last in `ranking` (a list of actions, most wanted first; actions it does not name come
+    after all it names). The keys it keeps stay in their binding order."""
 
-    DEFAULT_CSS = """
-    KeyFooter {
-        layout: vertical;
-        height: auto;
-        .footer-row { height: 1; width: 1fr; }
-        &.-compact FooterKey { margin: 0 1 0 0; }
-    }
-    """
-
-    def __init__(self, *, compact: bool = True) -> None:
+    def __init__(self, ranking: Sequence[str], *, compact: bool = True) -> None:
         super().__init__(compact=compact)
-        self._rows_for_width: int | None = None
+        self.ranking = list(ranking)
+        self._composed_width: int | None = None
         self._shown: list[tuple[str, str, bool]] | None = None
 
     def bindings_changed(self, screen: Screen) -> None:
@@ -42,22 +39,25 @@ class KeyFooter(Footer):
     def compose(self) -> ComposeResult:
         keys = list(super().compose())
         width = self.size.width or self.app.size.width
-        self._rows_for_width = width
-        row: list[FooterKey] = []
-        used = 0
-        for key in keys:
-            needed = _width(key) + (3 if key.has_class("-command-palette") else GAP)
-            if row and used + needed > width:
-                yield Horizontal(*row, classes="footer-row")
-                row, used = [], 0
-            row.append(key)
-            used += needed
-        if row:
-            yield Horizontal(*row, classes="footer-row")
+        self._composed_width = width
+        palette = [key for key in keys if key.has_class("-command-palette")]
+        keys = [key for key in keys if key not in palette]
+        room = width - sum(_width(key) + PALETTE_EDGE for key in palette)
+        kept: set[int] = set()
+        for index in sorted(range(len(keys)), key=lambda i: (self._rank(keys[i]), i)):
+            room -= _width(keys[index]) + GAP
+            if room < 0:
+                break
+            kept.add(index)
+        yield from (key for index, key in enumerate(keys) if index in kept)
+        yield from palette
+
+    def _rank(self, key: FooterKey) -> int:
+        return self.ranking.index(key.action) if key.action in self.ranking else len(self.ranking)
 
     def on_resize(self) -> None:
-        if self._rows_for_width not in (None, self.size.width):
-            self._rows_for_width = self.size.width
+        if self._composed_width not in (None, self.size.width):
+            self._composed_width = self.size.width
             self.call_after_refresh(self.recompose)
 
 
