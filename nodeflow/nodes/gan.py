@@ -149,6 +149,7 @@ def train_gan(
     batch_size: int,
     lr: float,
     lr_decay: bool,
+    checkpoint_every: int | None,
     seed: int,
     time_budget: float | None,
     sample_every: int,
@@ -171,8 +172,9 @@ def train_gan(
     doublings(size)
     policy = parse_policy(augment)
     schedule = Schedule(
-        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
-    )
+        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay,
+        checkpoint_every,
+    )  # fmt: skip
 
     def build(first: PairBatch) -> GANTrainer:
         channels = first.target.shape[1]

@@ -252,6 +252,12 @@ def _schedule_params(lr: float, steps: int = 1000) -> dict[str, Param]:
             100, min=0, help="write a sample grid every N steps and at the end (0: never)"
         ),
         "samples": PathParam(None, help="folder for sample grids (default: the work folder)"),
+        "checkpoint_every": Int(
+            None,
+            min=1,
+            help="also keep a resumable checkpoint every N steps (always: each "
+            "minute and on a stop)",
+        ),
     }
 
 
@@ -395,6 +401,7 @@ def train_autoencoder(
     batch_size: int,
     lr: float,
     lr_decay: bool,
+    checkpoint_every: int | None,
     seed: int,
     time_budget: float | None,
     sample_every: int,
@@ -411,8 +418,9 @@ def train_autoencoder(
     """
     samples = _samples_folder(samples, ctx)
     schedule = Schedule(
-        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
-    )
+        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay,
+        checkpoint_every,
+    )  # fmt: skip
 
     def build(first: PairBatch) -> ImageTrainer:
         if first.input.shape[1] != first.target.shape[1]:
@@ -608,6 +616,7 @@ def train_unet(
     batch_size: int,
     lr: float,
     lr_decay: bool,
+    checkpoint_every: int | None,
     seed: int,
     time_budget: float | None,
     sample_every: int,
@@ -633,8 +642,9 @@ def train_unet(
     """
     samples = _samples_folder(samples, ctx)
     schedule = Schedule(
-        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
-    )
+        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay,
+        checkpoint_every,
+    )  # fmt: skip
 
     def build(first: PairBatch) -> ImageTrainer:
         if model is not None:
@@ -799,6 +809,7 @@ def train_pix2pix(
     batch_size: int,
     lr: float,
     lr_decay: bool,
+    checkpoint_every: int | None,
     seed: int,
     time_budget: float | None,
     sample_every: int,
@@ -821,8 +832,9 @@ def train_pix2pix(
     """
     samples = _samples_folder(samples, ctx)
     schedule = Schedule(
-        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay
-    )
+        steps, epochs, batch_size, seed, time_budget, sample_every, samples, lr_decay,
+        checkpoint_every,
+    )  # fmt: skip
 
     def build(first: PairBatch) -> Pix2PixTrainer:
         in_channels, out_channels = first.input.shape[1], first.target.shape[1]
