@@ -1,4 +1,5 @@
-"""Test helpers: a source node that streams a saved tensor, and its fixture.
+"""Test helpers: a source node that streams a saved tensor, and its fixture; a real
+`nodeflow run` process.
 
 Request the `tensor_source` fixture *before* `registry` or `run_graph` in a test's
 arguments: it puts the test-only plugin on NODEFLOW_PLUGIN_PATH, and the registry must be
@@ -7,6 +8,9 @@ built after that.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +46,14 @@ def tensor_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TensorSour
     folder = tmp_path / "tensors"
     folder.mkdir()
     return TensorSource(folder)
+
+
+def start_run(graph: Path, cache: Path) -> subprocess.Popen[str]:
+    """`nodeflow run GRAPH --events jsonl` as its own process, in the graph's folder, with
+    `cache` as its cache and no other NODEFLOW_ variable; events on its stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEFLOW_")}
+    env["NODEFLOW_CACHE_DIR"] = str(cache)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nodeflow.cli", "run", str(graph), "--events", "jsonl"],
+        cwd=graph.parent, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip

@@ -4,15 +4,13 @@ looks, and the next run finishes, resuming a training from its last checkpoint."
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import start_run
 from safetensors.torch import load_file
 
 GRAPH = textwrap.dedent(
@@ -54,12 +52,7 @@ MOMENTS: dict[str, Moment] = {
 
 def _run(folder: Path, until: Moment | None = None) -> tuple[int, list[dict]]:
     """Run the graph; with `until`, kill -9 it at the first event that matches."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEFLOW_")}
-    env["NODEFLOW_CACHE_DIR"] = str(folder / "cache")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nodeflow.cli", "run", "graph.toml", "--events", "jsonl"],
-        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )  # fmt: skip
+    process = start_run(folder / "graph.toml", folder / "cache")
     assert process.stdout is not None
     events = []
     for line in process.stdout:

@@ -4,15 +4,14 @@ keep its progress in a checkpoint, exit 130, and the next run resumes from it.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from helpers import start_run
 
 TRAIN = textwrap.dedent(
     """
@@ -30,18 +29,6 @@ TRAIN = textwrap.dedent(
     inputs = { dataset = "pairs.dataset" }
     """
 )
-
-
-def _start(graph: Path, cache: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEFLOW_")}
-    env["NODEFLOW_CACHE_DIR"] = str(cache)
-    return subprocess.Popen(
-        [sys.executable, "-m", "nodeflow.cli", "run", str(graph), "--events", "jsonl"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
 
 
 def _first_steps(process: subprocess.Popen[str]) -> dict:
@@ -68,7 +55,7 @@ def test_a_signal_stops_training_keeps_a_checkpoint_and_the_next_run_resumes(
     graph = tmp_path / "train.toml"
     graph.write_text(TRAIN)
     cache = tmp_path / "cache"
-    process = _start(graph, cache)
+    process = start_run(graph, cache)
     _first_steps(process)
     sent = time.monotonic()
     for sig in signals:  # a second signal waits for the checkpoint being written
@@ -82,7 +69,7 @@ def test_a_signal_stops_training_keeps_a_checkpoint_and_the_next_run_resumes(
     assert len(checkpoints) == 1
     assert not list(cache.rglob("*.part"))  # nothing half-written
 
-    again = _start(graph, cache)
+    again = start_run(graph, cache)
     first = _first_steps(again)
     again.send_signal(signal.SIGTERM)
     assert again.wait(timeout=60) == 130
