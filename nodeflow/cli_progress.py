@@ -142,11 +142,11 @@ def print_results(
     run because a node upstream failed apart from the nodes that failed themselves.
     """
     console = Console()
-    for node_id, outputs in result.outputs.items():
+    for node_id in result.outputs:
         node_type = registry.nodes[graph.nodes[node_id].type]
         if not node_type.output_node:
             continue
-        for name, value in outputs.items():
+        for name, value in result.outputs[node_id].items():
             if node_type.outputs[name].type.name in _SCALARS:
                 shown = f"{value:.4f}" if isinstance(value, float) else str(value)
                 console.print(f"{node_id}.{name} = [bold]{shown}[/]")

@@ -165,6 +165,8 @@ IMAGE = SocketType(
     from_tensors=_image_from_tensors,
 )
 MASK = SocketType("Mask", "float32 B x 1 x H x W in [0, 1], streamed", streamed=True)
+PIXEL_TYPES = frozenset({IMAGE.name, MASK.name})
+"""Socket types whose values are B x C x H x W pixel batches."""
 LATENT = SocketType("Latent", "latent codes with the model that produced them", streamed=True)
 SCORES = SocketType("Scores", "per-image scores and optional per-patch maps", streamed=True)
 DATASET = SocketType("Dataset", "a lazy source of (input, target) training pairs", streamed=True)

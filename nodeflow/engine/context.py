@@ -6,6 +6,7 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,22 +25,29 @@ class CancelToken:
     """Set from any thread to stop a run at its next check.
 
     A token made with a `parent` is cancelled when its parent is: the scheduler stops its
-    own work (fail-fast) without cancelling the caller's token.
+    own work (fail-fast) without cancelling the caller's token. The parent passes its
+    cancel down, so a check reads one flag however deep the tokens nest.
     """
 
     def __init__(self, parent: CancelToken | None = None) -> None:
         self._event = threading.Event()
-        self._parent = parent
+        self._children: weakref.WeakSet[CancelToken] = weakref.WeakSet()
+        if parent is not None:
+            parent._children.add(self)
+            if parent.cancelled:  # after joining: a cancel racing with us reaches us either way
+                self._event.set()
 
     def cancel(self) -> None:
         self._event.set()
+        for child in list(self._children):
+            child.cancel()
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set() or (self._parent is not None and self._parent.cancelled)
+        return self._event.is_set()
 
     def check(self) -> None:
-        if self.cancelled:
+        if self._event.is_set():
             raise RunCancelled("the run was cancelled")
 
 

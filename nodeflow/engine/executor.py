@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +28,41 @@ from nodeflow.types import Batch
 if TYPE_CHECKING:
     from nodeflow.engine.ray_engine import RayOptions
 
-__all__ = ["ENGINES", "Executor", "NodeError", "RunResult"]
+__all__ = ["ENGINES", "Executor", "NodeError", "RunOutputs", "RunResult"]
 
 ENGINES = ("local", "ray")
 """`local` runs on this machine's threads; `ray` runs folder passes on Ray Data."""
+
+
+class RunOutputs(Mapping[str, dict[str, Any]]):
+    """Each evaluated node's outputs, in plan order. A per-item node's streams are made
+    when first asked for: a run of thousands of nodes does not build thousands of replays
+    nobody reads."""
+
+    def __init__(self, run: LocalRun, node_ids: list[str]):
+        self._run = run
+        self._ids = node_ids
+        self._known = set(node_ids)
+        self._made: dict[str, dict[str, Any]] = {}
+
+    def __getitem__(self, node_id: str) -> dict[str, Any]:
+        if node_id not in self._known:
+            raise KeyError(node_id)
+        if node_id in self._run.values:
+            return self._run.values[node_id]
+        if node_id not in self._made:
+            outputs = self._run.plan.steps[node_id].node_type.outputs
+            self._made[node_id] = {name: self._run.replay(node_id, name) for name in outputs}
+        return self._made[node_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._known
 
 
 @dataclass
@@ -45,7 +76,7 @@ class RunResult:
 
     ok: bool
     seconds: float
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     previews: dict[str, Batch] = field(default_factory=dict)
     cancelled: bool = False
@@ -124,17 +155,13 @@ class Executor:
         if ok:
             for callback in run.stored_callbacks:
                 callback()
-        outputs = {}
-        for node_id in plan.steps:
-            if node_id in run.failed:
-                continue
-            if node_id in run.values:
-                outputs[node_id] = run.values[node_id]
-            elif node_id in run.needed and plan.steps[node_id].streams:
-                outputs[node_id] = {
-                    name: run.replay(node_id, name)
-                    for name in plan.steps[node_id].node_type.outputs
-                }
+        evaluated = [
+            node_id
+            for node_id, step in plan.steps.items()
+            if node_id not in run.failed
+            and (node_id in run.values or (node_id in run.needed and step.streams))
+        ]
+        outputs = RunOutputs(run, evaluated)
         skipped = [n for n, message in run.failed.items() if message.startswith("skipped:")]
         seconds = time.perf_counter() - started
         run.emit(RunFinished(ok, seconds, list(run.failed), cancelled))

@@ -23,7 +23,7 @@ from nodeflow.engine.context import NodeContext, RunCancelled
 from nodeflow.engine.errors import NodeError, OutputError
 from nodeflow.engine.plan import Step
 from nodeflow.images import as_float
-from nodeflow.types import Batch, Stream
+from nodeflow.types import PIXEL_TYPES, Batch, Stream
 
 if TYPE_CHECKING:
     from nodeflow.engine.scheduler import LocalRun
@@ -266,14 +266,11 @@ def _length(value: Any) -> int:
         return 1
 
 
-_PIXEL_TYPES = ("Image", "Mask")
-
-
 def _checked_batch(step: Step, output: str, batch: Batch) -> Batch:
     """Refuse an image batch without its batch dimension at the node that made it."""
     socket = step.node_type.outputs[output].type
     data = batch.data
-    if socket.name in _PIXEL_TYPES and isinstance(data, torch.Tensor) and data.dim() != 4:
+    if socket.name in PIXEL_TYPES and isinstance(data, torch.Tensor) and data.dim() != 4:
         raise NodeError(
             step.id,
             step.node_type.id,
@@ -287,13 +284,6 @@ def _checked_batch(step: Step, output: str, batch: Batch) -> Batch:
 
 def float_pixels(step: Step, name: str, value: Any) -> Any:
     """An input's value as the node wants it: 8-bit pixels become float unless it takes them."""
-    socket = step.node_type.inputs.get(name)
-    if (
-        isinstance(value, torch.Tensor)
-        and value.dtype == torch.uint8
-        and socket is not None
-        and socket.type.name in _PIXEL_TYPES
-        and not socket.uint8
-    ):
+    if name in step.float_inputs and isinstance(value, torch.Tensor):
         return as_float(value)
     return value

@@ -14,6 +14,7 @@ key below it) and its mode:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from nodeflow.engine.cache import cache_key
 from nodeflow.graph import Graph, GraphFileError, Link, Problem
 from nodeflow.node import NodeType
 from nodeflow.registry import Registry
+from nodeflow.types import PIXEL_TYPES
 
 
 @dataclass
@@ -42,6 +44,15 @@ class Step:
     def streams(self) -> bool:
         """Whether the node's outputs are streams computed batch by batch."""
         return self.node_type.mode != "collect"
+
+    @cached_property
+    def float_inputs(self) -> frozenset[str]:
+        """Inputs whose 8-bit pixels the node wants as float (it did not say `uint8`)."""
+        return frozenset(
+            name
+            for name, socket in self.node_type.inputs.items()
+            if socket.type.name in PIXEL_TYPES and not socket.uint8
+        )
 
     @property
     def sink(self) -> bool:

@@ -43,7 +43,7 @@ from nodeflow.engine.passes import END, PassSteps, Port, float_pixels
 from nodeflow.engine.plan import Plan, Step
 from nodeflow.engine.values import describe, summarize_outputs
 from nodeflow.images import as_float
-from nodeflow.types import BUILTIN_TYPES, Batch, Stream
+from nodeflow.types import BUILTIN_TYPES, PIXEL_TYPES, Batch, Stream
 
 if TYPE_CHECKING:
     from nodeflow.engine.passes import _Node
@@ -224,7 +224,7 @@ class LocalRun:
         """A stream node's output as a re-iterable stream: each pass over it recomputes it."""
         port = (node_id, output)
         socket = self.plan.steps[node_id].node_type.outputs[output].type
-        pixels = socket.name in ("Image", "Mask")
+        pixels = socket.name in PIXEL_TYPES
 
         def produce() -> Iterator[Batch]:
             streams, _ = self._closure(self.plan.steps[node_id])
@@ -518,9 +518,9 @@ class LocalRun:
     def call(self, step: Step, inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         """Call the node's function; its result as a dict of outputs, checked."""
         node_type = step.node_type
-        kwargs = {name: float_pixels(step, name, value) for name, value in inputs.items()}
-        for name in node_type.inputs:
-            kwargs.setdefault(name, None)  # an optional input left unlinked
+        kwargs = dict.fromkeys(node_type.inputs)  # None for an optional input left unlinked
+        for name, value in inputs.items():
+            kwargs[name] = float_pixels(step, name, value)
         kwargs.update(step.params)
         if node_type.wants_ctx:
             kwargs["ctx"] = ctx
@@ -652,6 +652,8 @@ def _as_outputs(step: Step, result: Any) -> dict[str, Any]:
     names = list(node_type.outputs)
     if not names:
         return {}
+    if len(names) == 1 and node_type.mode == "map" and not isinstance(result, dict):
+        return {names[0]: result}  # the common case, decided as the checks below would
     as_mapping = isinstance(result, dict) and (
         len(names) > 1
         or set(result) == set(names)
@@ -676,7 +678,7 @@ def _as_outputs(step: Step, result: Any) -> dict[str, Any]:
         for name in names:
             value = result[name]
             if node_type.outputs[name].type.streamed and isinstance(value, torch.Tensor):
-                if node_type.outputs[name].type.name in ("Image", "Mask") and value.dim() != 4:
+                if node_type.outputs[name].type.name in PIXEL_TYPES and value.dim() != 4:
                     raise OutputError(
                         f"output {name!r} must be a B x C x H x W batch, got a tensor of shape "
                         f"{tuple(value.shape)}; add the batch dimension (image[None]) for one image"

@@ -17,8 +17,8 @@ from PIL import Image
 from nodeflow.node import NodeType
 from nodeflow.tui.status import NodeStatus, State
 from nodeflow.tui.widgets.preview import to_pixels
+from nodeflow.types import PIXEL_TYPES
 
-IMAGE_TYPES = {"Image", "Mask"}
 PREVIEW_MAX = 256
 """Longest side, in pixels, of the images kept for previews (the panel is far smaller)."""
 PAGE_MAX = 32
@@ -49,7 +49,7 @@ def image_outputs(node_type: NodeType | None) -> list[str]:
     """The names of a node type's image outputs, in order."""
     if node_type is None:
         return []
-    return [name for name, out in node_type.outputs.items() if out.type.name in IMAGE_TYPES]
+    return [name for name, out in node_type.outputs.items() if out.type.name in PIXEL_TYPES]
 
 
 def fetch_images(label: str, value: Any, batch: Any, sample: str | None) -> PreviewImages:
