@@ -397,7 +397,7 @@ def test_train_unet_classification_colorizer_decodes_ab(run) -> None:
     model = result.outputs["train"]["model"]
     bins = ColorBins.from_extra(model.info.extra, torch.device("cpu"))
     assert bins is not None and model.info.out_channels == len(bins)
-    assert model.info.task == "colorize" and model.info.extra["temperature"] == 0.38
+    assert model.info.task == "colorize" and model.info.extra["temperature"] == 1.0
     gray = kornia.color.rgb_to_lab(torch.rand(2, 3, 32, 32))[:, :1] / 50 - 1
     with torch.no_grad():
         ab = bins.decode(model.net(gray))

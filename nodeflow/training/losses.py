@@ -10,8 +10,11 @@ how rare its colour is in the training data, so that desaturated sky and ground 
 drown every other colour: weights ((1 - lambda) * p + lambda / Q)^-1 with p the bin
 frequencies smoothed by a Gaussian (sigma 5), lambda = 0.5, scaled so their expectation
 under p is 1. A prediction becomes one ab by the annealed mean: the distribution is
-sharpened with temperature T = 0.38 and averaged, between the mean (washed out) and the
-mode (patchy).
+raised to the power 1 / T, renormalised and averaged. The paper sharpens it with
+T = 0.38, between the mean (washed out) and the mode (patchy); nodeflow decodes with
+T = 1, the plain mean, which scored a higher PSNR on each of three photos no colorizer
+here trained on (astronaut, coffee, chelsea: 19.82 / 16.67 / 23.16 dB against
+19.38 / 15.40 / 20.21) at a little less colour (colourfulness 42.8 against 46.4).
 
 The U-Net ends in tanh, so its outputs are multiplied by `LOGIT_SCALE` to make logits
 able to express confident distributions. A model trained this way records what decoding
@@ -36,7 +39,7 @@ GRID = 10.0
 NEIGHBOURS = 5
 SIGMA = 5.0
 REBALANCE_LAMBDA = 0.5
-TEMPERATURE = 0.38
+TEMPERATURE = 1.0
 LOGIT_SCALE = 10.0
 _GAMUT_LEVELS = 64
 
